@@ -1,0 +1,1 @@
+"""Shuhi (守秘): a confidentiality gateway for AI APIs."""

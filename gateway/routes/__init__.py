@@ -1,0 +1,1 @@
+"""HTTP routes: parse, call, respond. Rules live elsewhere."""

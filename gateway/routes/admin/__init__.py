@@ -1,0 +1,12 @@
+"""The administrators' API under `/admin/v1`, one router per resource."""
+
+from fastapi import APIRouter
+
+from gateway.routes.admin import destinations, principals, tokens
+
+
+def router() -> APIRouter:
+    combined = APIRouter(prefix="/admin/v1")
+    for module in (principals, destinations, tokens):
+        combined.include_router(module.router)
+    return combined

@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy tables and one repository module per aggregate."""
