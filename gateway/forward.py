@@ -131,7 +131,7 @@ class Forwarder:
                                        headers=self._headers(destination, client_headers))
         with _translated(destination):
             response = await client.send(request, stream=stream)
-        headers = [(k, v) for k, v in response.headers.items() if k not in DROPPED_RESPONSE_HEADERS]
+        headers = [(k, v) for k, v in response.headers.multi_items() if k not in DROPPED_RESPONSE_HEADERS]
         if not stream:
             return UpstreamResponse(response.status_code, headers, response.content)
         if response.status_code >= 300:

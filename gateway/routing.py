@@ -1,9 +1,10 @@
 """Which destination serves a model: `model` names a model one destination serves, or `<destination>/<model>`.
 
 A destination's `models` may hold shell-style patterns (`gpt-4o*`); a destination
-with no models serves only the qualified `<destination>/<model>` form. When two
-destinations serve the same plain name, the first by id wins; qualify the name to
-choose. The table is swapped whole on reload, so readers never see half of it.
+with no models serves only the qualified `<destination>/<model>` form. A plain
+name goes to a destination speaking the endpoint's format (OpenAI endpoints to
+`openai` destinations, `/v1/messages` to `anthropic` ones); when two of those
+serve it, the first by id wins, and the other is reached by qualifying the name. The table is swapped whole on reload, so readers never see half of it.
 """
 
 from __future__ import annotations
@@ -30,16 +31,19 @@ class Router:
 
     def replace(self, destinations: Iterable[Destination]) -> None:
         ordered = sorted(destinations, key=lambda d: d.id)
-        exact: dict[str, Destination] = {}
+        exact: dict[tuple[ApiFormat, str], Destination] = {}
+        any_format: dict[str, Destination] = {}
         patterns: list[tuple[str, Destination]] = []
         for destination in ordered:
             for model in destination.models:
                 if any(ch in model for ch in "*?["):
                     patterns.append((model, destination))
                 else:
-                    exact.setdefault(model, destination)
+                    exact.setdefault((destination.api_format, model), destination)
+                    any_format.setdefault(model, destination)
         self._by_id = {d.id: d for d in ordered}
         self._exact = exact
+        self._any_format = any_format
         self._patterns = patterns
 
     @property
@@ -51,10 +55,14 @@ class Router:
 
     def resolve(self, model: str, api_format: ApiFormat) -> tuple[Destination, str]:
         """(destination, model name to send upstream) for the `model` a client asked for."""
-        destination = self._exact.get(model)
+        destination = self._exact.get((api_format, model))
         upstream_model = model
         if destination is None:
-            destination = next((d for p, d in self._patterns if fnmatch.fnmatchcase(model, p)), None)
+            destination = next((d for p, d in self._patterns if d.api_format is api_format
+                                and fnmatch.fnmatchcase(model, p)), None)
+        if destination is None:
+            destination = self._any_format.get(model) or next(
+                (d for p, d in self._patterns if fnmatch.fnmatchcase(model, p)), None)
         if destination is None and "/" in model:
             prefix, _, rest = model.partition("/")
             candidate = self._by_id.get(prefix)
@@ -79,6 +87,7 @@ class Router:
             for model in destination.models:
                 if any(ch in model for ch in "*?["):
                     continue
-                name = model if self._exact.get(model) is destination else f"{destination.id}/{model}"
+                plain = self._exact.get((destination.api_format, model)) is destination
+                name = model if plain else f"{destination.id}/{model}"
                 listed.append((name, destination))
         return listed

@@ -56,10 +56,10 @@ async def read_body(request: Request, limit: int) -> bytes:
 class _Relay(StreamingResponse):
     """A stream relayed chunk by chunk; an upstream failure mid-way ends it with the provider's error event."""
 
-    def __init__(self, stream: UpstreamStream, api_format: ApiFormat, headers: dict[str, str]) -> None:
+    def __init__(self, stream: UpstreamStream, api_format: ApiFormat) -> None:
         self._stream = stream
         self._api_format = api_format
-        super().__init__(self._relay(), status_code=stream.status, headers=headers)
+        super().__init__(self._relay(), status_code=stream.status)
 
     async def _relay(self) -> AsyncIterator[bytes]:
         chunks = self._stream.chunks
@@ -74,12 +74,17 @@ class _Relay(StreamingResponse):
 
 
 def _answer(outcome: Outcome, api_format: ApiFormat) -> Response:
-    headers = dict(outcome.answer.headers)
-    headers[DECISION_ID] = outcome.decision.id
-    headers[DECISION] = outcome.decision.kind.value
-    if isinstance(outcome.answer, UpstreamStream):
-        return _Relay(outcome.answer, api_format, headers)
-    return Response(outcome.answer.content, status_code=outcome.answer.status, headers=headers)
+    """The provider's status and headers (repeated ones kept), plus the decision headers."""
+    answer = outcome.answer
+    response: Response
+    if isinstance(answer, UpstreamStream):
+        response = _Relay(answer, api_format)
+    else:
+        response = Response(answer.content, status_code=answer.status)
+    response.raw_headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in answer.headers]
+    response.raw_headers += [(DECISION_ID.encode(), outcome.decision.id.encode()),
+                             (DECISION.encode(), outcome.decision.kind.value.encode())]
+    return response
 
 
 def _endpoint(endpoint: Endpoint, max_body: Callable[[Request], int], ports_of: Callable[[Request], Ports]
@@ -108,7 +113,7 @@ def _endpoint(endpoint: Endpoint, max_body: Callable[[Request], int], ports_of: 
 
 
 async def _models(request: Request) -> Response:
-    """OpenAI's model list (Anthropic's when the client sends `anthropic-version`)."""
+    """The models of OpenAI-format destinations in OpenAI's list shape; with `anthropic-version`, Anthropic's."""
     decision_id = new_decision_id()
     anthropic = "anthropic-version" in request.headers
     api_format = ApiFormat.ANTHROPIC if anthropic else ApiFormat.OPENAI
@@ -118,10 +123,10 @@ async def _models(request: Request) -> Response:
         await authenticate(key, ports.secret, ports.key_cache, ports.lookup_key)
     except GatewayError as exc:
         return error_response(exc, api_format, decision_id)
-    models = ports.router.models()
+    models = [(name, d) for name, d in ports.router.models() if d.api_format is api_format]
     if anthropic:
         data = [{"type": "model", "id": name, "display_name": name, "created_at": "1970-01-01T00:00:00Z"}
-                for name, d in models if d.api_format is ApiFormat.ANTHROPIC]
+                for name, d in models]
         body = {"data": data, "has_more": False, "first_id": data[0]["id"] if data else None,
                 "last_id": data[-1]["id"] if data else None}
     else:
