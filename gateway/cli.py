@@ -20,7 +20,8 @@ def _settings(config: str | None, **overrides: Any) -> Settings:
         raise click.ClickException(str(exc)) from None
 
 
-def _serve(settings: Settings, host: str, port: int, workers: int, access_log: bool) -> None:
+def _serve(settings: Settings, host: str, port: int, workers: int, access_log: bool,
+           config: str | None = None) -> None:
     import uvicorn
 
     from gateway.app import create_app
@@ -28,7 +29,8 @@ def _serve(settings: Settings, host: str, port: int, workers: int, access_log: b
     log_level = settings.log_level
     if workers > 1:
         # Worker processes build their own app from the environment, so hand the settings over through it.
-        os.environ["SHUHI_DATABASE_URL"] = settings.database_url
+        if config:
+            os.environ["SHUHI_CONFIG"] = str(Path(config).resolve())
         uvicorn.run("gateway.app:create_app_from_environment", factory=True, host=host, port=port,
                     workers=workers, loop="uvloop", http="httptools", log_level=log_level, access_log=access_log)
         return
@@ -52,7 +54,7 @@ def main(ctx: click.Context, config: str | None) -> None:
 @click.option("--access-log/--no-access-log", default=False, show_default=True)
 @click.pass_context
 def serve(ctx: click.Context, host: str, port: int, workers: int, access_log: bool) -> None:
-    _serve(_settings(ctx.obj["config"]), host, port, workers, access_log)
+    _serve(_settings(ctx.obj["config"]), host, port, workers, access_log, ctx.obj["config"])
 
 
 @main.command(help="ストアを最新のスキーマに移行する / Migrate the store to the newest schema.")

@@ -17,7 +17,10 @@ def encode_cursor(last_id: str) -> str:
 def decode_cursor(cursor: str) -> str:
     padded = cursor + "=" * (-len(cursor) % 4)
     try:
-        return base64.urlsafe_b64decode(padded.encode()).decode()
+        decoded = base64.b64decode(padded.encode(), altchars=b"-_", validate=True).decode()
+        if not decoded:
+            raise ValueError("empty cursor")
+        return decoded
     except (ValueError, UnicodeDecodeError):
         raise InvalidRequest("cursor が不正です。 / The cursor is malformed.", code="invalid_cursor",
                              param="cursor") from None

@@ -26,6 +26,7 @@ class DestinationIn(BaseModel):
     trains_on_inputs: bool = False
     api_key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,255}$")
     timeout_seconds: float = Field(default=600.0, gt=0, le=3600)
+    ready: bool | None = Field(default=None, description="read-only (whether the key variable is set); ignored")
 
     def to_domain(self) -> Destination:
         return Destination(

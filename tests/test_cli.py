@@ -1,0 +1,116 @@
+"""The `shuhi` command as a user runs it: separate processes, real ports."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+SHUHI = [sys.executable, "-m", "gateway.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_healthy(url: str, process: subprocess.Popen[str], seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the process exited"
+        try:
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise AssertionError("not healthy in time")
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path) -> Iterator[Path]:
+    yield tmp_path
+
+
+def stop(process: subprocess.Popen[str]) -> str:
+    process.send_signal(signal.SIGINT)
+    try:
+        out, _ = process.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, _ = process.communicate()
+    return out
+
+
+def test_serve_with_config_file_and_cli_administration(run_dir: Path, upstream) -> None:  # type: ignore[no-untyped-def]
+    config = run_dir / "shuhi.yaml"
+    config.write_text(
+        f"database_url: sqlite:///{run_dir / 'store.db'}\n"
+        "destinations:\n"
+        f"  - {{id: local, base_url: '{upstream.openai_base_url}', api_format: openai, models: [gpt-4o-mini]}}\n")
+    env = {**os.environ, "SHUHI_CONFIG": str(config)}
+    env.pop("SHUHI_ADMIN_TOKEN", None)
+    added = subprocess.run(SHUHI + ["principals", "add", "cli-user", "--group", "rd"], env=env, cwd=run_dir,
+                           capture_output=True, text=True, check=True)
+    assert json.loads(added.stdout)["groups"] == ["rd"]
+    issued = subprocess.run(SHUHI + ["principals", "key", "cli-user"], env=env, cwd=run_dir, capture_output=True,
+                            text=True, check=True)
+    key = json.loads(issued.stdout)["key"]
+    port = free_port()
+    process = subprocess.Popen(SHUHI + ["serve", "--port", str(port)], env=env, cwd=run_dir, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}", process)
+        reply = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", headers={"authorization": f"Bearer {key}"},
+                           json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "from the CLI"}]})
+        assert reply.json()["choices"][0]["message"]["content"] == "echo: from the CLI"
+    finally:
+        output = stop(process)
+    # no admin token was configured: one was generated and printed once, and it works
+    token = re.search(r"(shuhi-admin-\S+)", output)
+    assert token, output
+    assert (run_dir / ".shuhi-secret").exists()
+
+
+def test_bad_config_exits_with_a_clear_message(run_dir: Path) -> None:
+    config = run_dir / "bad.yaml"
+    config.write_text("max_body_bytes: many\n")
+    result = subprocess.run(SHUHI + ["--config", str(config), "serve"], capture_output=True, text=True, cwd=run_dir)
+    assert result.returncode != 0
+    assert "max_body_bytes" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_demo_prints_a_curl_line_that_works(run_dir: Path) -> None:
+    port = free_port()
+    process = subprocess.Popen(SHUHI + ["demo", "--port", str(port), "--data-dir", str(run_dir / "demo")],
+                               cwd=run_dir, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        assert process.stdout is not None
+        lines: list[str] = []
+        while not any(line.strip().startswith("curl") and "/v1/messages" in line for line in lines):
+            line = process.stdout.readline()
+            assert line, "".join(lines)
+            lines.append(line)
+        wait_healthy(f"http://127.0.0.1:{port}", process)
+        curls = [line.strip() for line in lines if line.strip().startswith("curl")]
+        for curl in curls:
+            result = subprocess.run(shlex.split(curl), capture_output=True, text=True, timeout=20)
+            assert "echo: " in result.stdout, result.stdout
+    finally:
+        stop(process)
+
+
+def test_help_is_bilingual() -> None:
+    result = subprocess.run(SHUHI + ["--help"], capture_output=True, text=True, check=True)
+    assert "ゲートウェイ" in result.stdout and "gateway" in result.stdout
