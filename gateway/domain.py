@@ -6,6 +6,7 @@ these types, and they depend on nothing.
 
 from __future__ import annotations
 
+import datetime
 import enum
 from dataclasses import dataclass, field
 
@@ -121,3 +122,54 @@ class Decision:
     agreements: tuple[str, ...] = field(default=())
     consent_id: str | None = None
     consent_request_id: str | None = None
+
+
+class ConsentPurpose(str, enum.Enum):
+    """Article 4: consent to input for inference (4(2)) or to training (4(1))."""
+
+    INFERENCE = "inference"
+    TRAINING = "training"
+
+
+@dataclass(frozen=True, slots=True)
+class Agreement:
+    """An NDA as the engine needs it: who may see its material, and for how long it binds (Article 11)."""
+
+    id: str
+    title: str
+    counterparty: str
+    purpose: str
+    effective_date: datetime.date
+    term_years: int
+    survival_years: int
+    terminated_at: datetime.datetime | None = None
+    authorized_principals: tuple[str, ...] = ()
+    authorized_groups: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ItemInfo:
+    """What the engine knows of a registered item (never its text)."""
+
+    id: str
+    agreement_id: str
+    category: Category
+    title: str = ""
+    provisional: bool = False
+    disclosed_at: datetime.datetime | None = None
+    written_notice_at: datetime.datetime | None = None
+    derived_from: str | None = None  # the decision whose output it was derived from (Article 4(3))
+
+
+@dataclass(frozen=True, slots=True)
+class Consent:
+    """The discloser's recorded consent: agreement (or some items), destinations, purpose, validity."""
+
+    id: str
+    agreement_id: str
+    destinations: tuple[str, ...]
+    purpose: ConsentPurpose
+    item_ids: tuple[str, ...] = ()
+    valid_from: datetime.datetime | None = None
+    valid_until: datetime.datetime | None = None
+    revoked_at: datetime.datetime | None = None

@@ -1,4 +1,4 @@
-"""Provider request bodies: parsed, checked for the shape the endpoint needs.
+"""Provider request bodies: parsed, checked, and every text a model would see collected with its location.
 
 The gateway checks only what it must rely on (the model, the fields it will
 scan); everything else is the provider's to judge, so new provider fields pass
@@ -7,11 +7,12 @@ through untouched.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from gateway.domain import Endpoint
+from gateway.domain import Endpoint, TextPart
 from gateway.errors import InvalidRequest
 
 _REQUIRED: dict[Endpoint, dict[str, tuple[type, ...]]] = {
@@ -64,3 +65,106 @@ def parse_body(endpoint: Endpoint, body: bytes) -> dict[str, Any]:
             if not isinstance(message, dict):
                 raise _wrong(f"messages[{index}]", (dict,))
     return payload
+
+
+# Keys whose string values are structure, not something a model reads: never worth scanning.
+_STRUCTURAL_KEYS = frozenset({
+    "model", "role", "type", "id", "tool_call_id", "call_id", "tool_use_id", "detail", "format", "media_type",
+    "encoding_format", "service_tier", "reasoning_effort", "object", "status", "previous_response_id",
+    "stop_reason", "truncation", "tool_choice", "modality", "voice", "cache_control", "purpose", "training_file",
+    "validation_file", "suffix", "anthropic_version", "signature",
+})
+_IMAGE_TYPES = frozenset({"image_url", "input_image", "image", "output_image"})
+_AUDIO_TYPES = frozenset({"input_audio", "audio"})
+_FILE_TYPES = frozenset({"file", "input_file", "container_upload"})
+
+
+@dataclass(frozen=True, slots=True)
+class Unscannable:
+    """A part a model would see that the gateway cannot read as text (PRODUCT.md non-goals: images, audio)."""
+
+    location: str
+    kind: str  # image | audio | file | document | tokens
+
+
+@dataclass(slots=True)
+class Extraction:
+    """Every text a model would see, with its location, and what could not be read."""
+
+    parts: list[TextPart] = field(default_factory=list)
+    unscannable: list[Unscannable] = field(default_factory=list)
+
+
+def _block_kind(node: dict[str, Any]) -> str | None:
+    kind = node.get("type")
+    if kind in _IMAGE_TYPES:
+        return "image"
+    if kind in _AUDIO_TYPES:
+        return "audio"
+    if kind in _FILE_TYPES:
+        return "file"
+    if kind == "document":
+        source = node.get("source")
+        if isinstance(source, dict) and source.get("type") in ("text", "content"):
+            return None
+        return "document"
+    return None
+
+
+def _walk(node: Any, location: str, role: str | None, out: Extraction) -> None:
+    if isinstance(node, str):
+        if node:
+            out.parts.append(TextPart(location=location, text=node, role=role))
+    elif isinstance(node, dict):
+        kind = _block_kind(node)
+        if kind is not None:
+            out.unscannable.append(Unscannable(location, kind))
+            return
+        node_role = node.get("role") if isinstance(node.get("role"), str) else role
+        for key, value in node.items():
+            if key in _STRUCTURAL_KEYS and not isinstance(value, (dict, list)):
+                continue
+            _walk(value, f"{location}.{key}" if location else key, node_role, out)
+    elif isinstance(node, list):
+        if node and all(isinstance(v, int) and not isinstance(v, bool) for v in node):
+            out.unscannable.append(Unscannable(location, "tokens"))
+            return
+        for index, value in enumerate(node):
+            _walk(value, f"{location}[{index}]", role, out)
+
+
+def extract(payload: dict[str, Any]) -> Extraction:
+    """Every string of the body a provider would show a model or keep, located like `messages[2].content[0].text`.
+
+    Scanning everything but structural fields (model, role, ids...) means new provider fields
+    are scanned without a change here: failing closed beats forgetting a field. Images, audio,
+    binary documents and token arrays are reported as unscannable for the policy to judge.
+    """
+    out = Extraction()
+    for key, value in payload.items():
+        if key in _STRUCTURAL_KEYS and not isinstance(value, (dict, list)):
+            continue
+        if isinstance(value, (bool, int, float)) or value is None:
+            continue
+        _walk(value, key, None, out)
+    return out
+
+
+def extract_jsonl(content: bytes, location: str = "file") -> Extraction:
+    """A training file (Article 4(1)), line by line: `file[3].messages[1].content`; a bad line is unscannable."""
+    out = Extraction()
+    for number, line in enumerate(content.splitlines()):
+        if not line.strip():
+            continue
+        try:
+            record = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            out.unscannable.append(Unscannable(f"{location}[{number}]", "file"))
+            continue
+        if isinstance(record, dict):
+            inner = extract(record)
+            out.parts += [TextPart(f"{location}[{number}].{p.location}", p.text, p.role) for p in inner.parts]
+            out.unscannable += [Unscannable(f"{location}[{number}].{u.location}", u.kind) for u in inner.unscannable]
+        else:
+            _walk(record, f"{location}[{number}]", None, out)
+    return out
