@@ -20,6 +20,7 @@ from starlette.responses import Response
 
 from gateway.authenticate import KeyCache
 from gateway.domain import Destination, Principal
+from gateway.facts import FactsHolder
 from gateway.errors import GatewayError, InvalidRequest, NotFound
 from gateway.forward import Forwarder
 from gateway.keyring import keyed_hash, load_secret_key, new_admin_token, token_id_for
@@ -30,10 +31,12 @@ from gateway.routes.admin.destinations import DestinationIn
 from gateway.routing import Router
 from gateway.settings import Settings, load_settings
 from gateway.storage import admin_tokens, destinations, files, principals
+from gateway.storage import agreements as agreement_store
+from gateway.storage import consents as consent_store
 from gateway.storage.database import migrate, open_engine
 
 log = logging.getLogger("shuhi")
-DESTINATION_REFRESH_SECONDS = 1.0
+REFRESH_SECONDS = 1.0  # how stale another replica's change may be here, at most
 
 
 def _error_body(error: GatewayError) -> Response:
@@ -112,22 +115,37 @@ def create_app(settings: Settings | None = None, *, environ: Mapping[str, str] |
             await anyio.to_thread.run_sync(files.record_upload, engine, file_id, destination_id, principal_id,
                                            purpose, decision_id)
 
+        facts = FactsHolder()
+
         def reload_destinations() -> None:
             found: list[Destination] = destinations.all_destinations(engine)
             router.replace(found)
 
+        def refresh_policy_facts() -> None:
+            facts.replace(agreements=agreement_store.all_agreements(engine),
+                          items=agreement_store.all_item_infos(engine),
+                          consents=consent_store.active_consents(engine))
+
+        def refresh_all() -> None:
+            reload_destinations()
+            refresh_policy_facts()
+
+        await anyio.to_thread.run_sync(refresh_policy_facts)
+
         async def refresh_forever() -> None:
             while True:
-                await asyncio.sleep(DESTINATION_REFRESH_SECONDS)
+                await asyncio.sleep(REFRESH_SECONDS)
                 try:
-                    await anyio.to_thread.run_sync(reload_destinations)
-                except Exception as exc:  # the store may be briefly away; the last table stays in force
-                    log.warning("destination refresh failed: %s", type(exc).__name__)
+                    await anyio.to_thread.run_sync(refresh_all)
+                except Exception as exc:  # the store may be briefly away; the last snapshot stays in force
+                    log.warning("refresh from the store failed: %s", type(exc).__name__)
 
         app.state.settings = settings
         app.state.engine = engine
         app.state.secret = secret
         app.state.reload_destinations = reload_destinations
+        app.state.refresh_policy_facts = refresh_policy_facts
+        app.state.facts = facts
         app.state.ports = Ports(
             secret=secret, key_cache=KeyCache(settings.key_cache_seconds), lookup_key=lookup_key, router=router,
             forwarder=forwarder, record_upload=record_upload, files_destination=settings.files_destination)

@@ -60,3 +60,26 @@ def token_id_for(secret: bytes, token: str) -> str:
 
 def secret_file_path(directory: Path) -> Path:
     return directory / SECRET_FILE
+
+
+def _derived_key(secret: bytes, purpose: str) -> bytes:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=b"shuhi", info=purpose.encode()).derive(secret)
+
+
+def seal(secret: bytes, plaintext: bytes, purpose: str) -> bytes:
+    """AES-GCM under a key derived for `purpose`: what must be matched verbatim (terms, record cells) is kept
+    only in this form at rest, so the store alone discloses nothing (Article 5(3))."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    nonce = secrets.token_bytes(12)
+    return nonce + AESGCM(_derived_key(secret, purpose)).encrypt(nonce, plaintext, purpose.encode())
+
+
+def unseal(secret: bytes, sealed: bytes, purpose: str) -> bytes:
+    """The plaintext of `seal`; raises if the secret differs or the bytes were altered."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    return AESGCM(_derived_key(secret, purpose)).decrypt(sealed[:12], sealed[12:], purpose.encode())
