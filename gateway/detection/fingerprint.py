@@ -1,0 +1,479 @@
+"""Keyed winnowing fingerprints of normalized text and of source code.
+
+Design (Schleimer, Wilkerson, Aiken, "Winnowing", SIGMOD 2003):
+
+1. Every position of the normalized text starts one *gram*. A gram is the
+   shortest run whose weight reaches ``gram_weight``; CJK characters (kanji,
+   kana, Hangul) weigh ``cjk_weight`` and everything else weighs 1. With the
+   text defaults (24, CJK weight 2) a gram is 24 Latin characters or 12 CJK
+   characters, and a mixed run something in between. Because a gram depends
+   only on the characters it spans, Japanese quoted inside an English prompt
+   (or English inside Japanese) is cut into exactly the grams it was registered
+   with: no per-document language decision can disagree between registration
+   and scan.
+2. Each gram gets a 64-bit polynomial hash mod 2**64 over keyed per-character
+   values, computed for all positions at once from prefix sums (numpy, no
+   per-character Python).
+3. In every window of ``window`` consecutive grams the gram with the smallest
+   keyed *selection* value is kept (rightmost on ties); consecutive windows
+   usually keep the same gram, so about 2/(window+1) of the positions survive.
+4. Only the kept grams get their *stored* value: SipHash-1-3, under a key
+   derived from the deployment secret, of the gram's polynomial hash, with the
+   top two bits naming the channel (text or code). The registry stores nothing
+   else, so holding it without the secret cannot confirm a guessed text (the
+   polynomial hash is never stored, and SipHash is a PRF), as Article 5(3)
+   asks. Computing SipHash only for kept grams keeps it off the hot path.
+
+Guarantee: a run of normalized text shared by a prompt and a registered item
+holds ``window`` whole grams as soon as it is ``T = k + window - 1`` characters
+long, and both sides then keep the same gram of that window. With the text
+defaults T is 27 characters of CJK text (k=12, w=16) and 39 of Latin text
+(k=24, w=16). In English 24 letters without spaces are four to five words,
+enough that ordinary phrases rarely collide; a Japanese character carries
+roughly twice the information, so 12 suffice.
+
+Source code gets a second channel: the code is cut into *canonical tokens*
+(identifiers become one placeholder, keywords, numbers and operators are
+kept, string literals are reduced to a hash of their folded content,
+comments and triple-quoted docstrings vanish, whitespace is ignored) and the
+same winnowing runs over tokens (k=12 tokens, w=8: any shared run of 19
+canonical tokens is found, whatever the renaming, comments or layout). The
+tokenizer is a regex plus numpy pass, cheap enough for every prompt and
+independent of the language; at registration Pygments first removes the
+comments of the item's language exactly (`strip_comments`), so comment syntaxes
+the heuristic does not know cannot hide code either.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from gateway.normalize import fold
+
+__all__ = [
+    "CHANNEL_CODE",
+    "CHANNEL_TEXT",
+    "CODE_PARAMS",
+    "TEXT_PARAMS",
+    "Fingerprinter",
+    "Fingerprints",
+    "WinnowParams",
+    "code_points",
+    "strip_comments",
+]
+
+U64 = np.uint64
+UInt64Array = npt.NDArray[np.uint64]
+IntArray = npt.NDArray[np.int64]
+
+CHANNEL_TEXT = 0
+CHANNEL_CODE = 1
+_CHANNEL_SHIFT = 62
+_VALUE_MASK = U64((1 << _CHANNEL_SHIFT) - 1)
+_POS_BITS = 20
+_POS_MASK = U64((1 << _POS_BITS) - 1)
+_HIGH_MASK = U64(((1 << 64) - 1) ^ ((1 << _POS_BITS) - 1))
+_MAX = U64((1 << 64) - 1)
+
+
+@dataclass(frozen=True, slots=True)
+class WinnowParams:
+    """How long a gram is and how far apart kept grams may be.
+
+    ``gram_weight`` is k for text of weight-1 characters (Latin, digits, code
+    tokens); CJK characters weigh ``cjk_weight``, so their k is
+    ``gram_weight / cjk_weight``. The guarantee threshold is
+    ``T = k + window - 1``.
+    """
+
+    gram_weight: int
+    window: int
+    cjk_weight: int = 1
+
+    def __post_init__(self) -> None:
+        if self.gram_weight < 1 or self.window < 1 or self.cjk_weight < 1:
+            raise ValueError("winnowing parameters must be positive")
+
+    @property
+    def k_latin(self) -> int:
+        """Gram length in weight-1 characters (or tokens)."""
+        return self.gram_weight
+
+    @property
+    def k_cjk(self) -> int:
+        """Gram length in CJK characters."""
+        return -(-self.gram_weight // self.cjk_weight)
+
+    @property
+    def t_latin(self) -> int:
+        """Shortest shared Latin run (or token run) that is always found."""
+        return self.k_latin + self.window - 1
+
+    @property
+    def t_cjk(self) -> int:
+        """Shortest shared CJK run that is always found."""
+        return self.k_cjk + self.window - 1
+
+
+TEXT_PARAMS = WinnowParams(gram_weight=24, window=16, cjk_weight=2)
+CODE_PARAMS = WinnowParams(gram_weight=12, window=8)
+
+
+@dataclass(frozen=True, slots=True)
+class Fingerprints:
+    """Kept grams of one text: stored values and where each gram sits.
+
+    ``starts``/``ends`` are offsets in the normalized text for the text
+    channel and in the given source string for the code channel.
+    """
+
+    values: UInt64Array
+    starts: IntArray
+    ends: IntArray
+
+    def __len__(self) -> int:
+        return int(self.values.shape[0])
+
+    @classmethod
+    def empty(cls) -> Fingerprints:
+        """No fingerprints: text shorter than one gram."""
+        return cls(np.empty(0, np.uint64), np.empty(0, np.int64), np.empty(0, np.int64))
+
+
+def code_points(text: str) -> npt.NDArray[np.uint32]:
+    """The code points of `text` as a numpy array (lone surrogates allowed)."""
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+
+
+def _mix(x: UInt64Array) -> UInt64Array:
+    """splitmix64's finalizer: spreads every input bit over the output."""
+    x = x ^ (x >> U64(30))
+    x = x * U64(0xBF58476D1CE4E5B9)
+    x = x ^ (x >> U64(27))
+    x = x * U64(0x94D049BB133111EB)
+    return x ^ (x >> U64(31))
+
+
+def _siphash13(k0: int, k1: int, m: UInt64Array) -> UInt64Array:
+    """SipHash-1-3 (the variant CPython uses for str hashing) of one 64-bit word per element.
+
+    Vectorised with in-place ufuncs: the cost is dominated by the ~100 numpy
+    calls, so the whole request's kept grams are hashed in one call.
+    """
+    n = m.shape[0]
+    v0 = np.full(n, U64(k0 ^ 0x736F6D6570736575))
+    v1 = np.full(n, U64(k1 ^ 0x646F72616E646F6D))
+    v2 = np.full(n, U64(k0 ^ 0x6C7967656E657261))
+    v3 = np.full(n, U64(k1 ^ 0x7465646279746573))
+    tmp = np.empty(n, np.uint64)
+
+    def rotl(x: UInt64Array, b: int) -> None:
+        np.right_shift(x, U64(64 - b), out=tmp)
+        np.left_shift(x, U64(b), out=x)
+        np.bitwise_or(x, tmp, out=x)
+
+    def sipround() -> None:
+        np.add(v0, v1, out=v0)
+        rotl(v1, 13)
+        np.bitwise_xor(v1, v0, out=v1)
+        rotl(v0, 32)
+        np.add(v2, v3, out=v2)
+        rotl(v3, 16)
+        np.bitwise_xor(v3, v2, out=v3)
+        np.add(v0, v3, out=v0)
+        rotl(v3, 21)
+        np.bitwise_xor(v3, v0, out=v3)
+        np.add(v2, v1, out=v2)
+        rotl(v1, 17)
+        np.bitwise_xor(v1, v2, out=v1)
+        rotl(v2, 32)
+
+    np.bitwise_xor(v3, m, out=v3)
+    sipround()
+    np.bitwise_xor(v0, m, out=v0)
+    last = U64(8 << 56)
+    np.bitwise_xor(v3, last, out=v3)
+    sipround()
+    np.bitwise_xor(v0, last, out=v0)
+    np.bitwise_xor(v2, U64(0xFF), out=v2)
+    for _ in range(3):
+        sipround()
+    return v0 ^ v1 ^ v2 ^ v3
+
+
+def _cjk_table() -> npt.NDArray[np.bool_]:
+    table = np.zeros(0x10000, bool)
+    for lo, hi in ((0x3040, 0x3100), (0x3400, 0xA000), (0xAC00, 0xD7B0), (0xF900, 0xFB00)):
+        table[lo:hi] = True
+    return table
+
+
+_CJK_BMP = _cjk_table()
+
+
+def _weights(cps: npt.NDArray[np.uint32], cjk_weight: int) -> IntArray:
+    """Per-character weight: CJK (kanji, kana, Hangul, CJK extensions) weigh `cjk_weight`."""
+    cjk = _CJK_BMP[cps & 0xFFFF] & (cps < 0x10000)
+    if cps.shape[0] and int(cps.max()) >= 0x20000:
+        cjk |= (cps >= 0x20000) & (cps < 0x31350)
+    return np.where(cjk, cjk_weight, 1).astype(np.int64)
+
+
+def _sliding_min(x: UInt64Array, w: int) -> UInt64Array:
+    """Minimum of every window of `w` values, by doubling: O(n log w) in a few numpy calls."""
+    span, current = 1, x
+    while span * 2 <= w:
+        current = np.minimum(current[:-span], current[span:])
+        span *= 2
+    if span == w:
+        return current
+    return np.minimum(current[: x.shape[0] - w + 1], current[w - span : x.shape[0] - span + 1])
+
+
+class _Channel:
+    """The keys and cached powers of one fingerprint channel."""
+
+    def __init__(self, secret: bytes, name: str, channel: int) -> None:
+        material = hashlib.blake2b(secret, digest_size=64, person=b"shuhi-fp", salt=name.encode()[:16]).digest()
+        words = [int.from_bytes(material[i : i + 8], "little") for i in range(0, 64, 8)]
+        self.char_key = U64(words[0])
+        self.base = words[1] | 1
+        self.base_inv = pow(self.base, -1, 1 << 64)
+        self.select_key = U64(words[2])
+        self.sip_k0, self.sip_k1 = words[3], words[4]
+        self.tag = U64(channel << _CHANNEL_SHIFT)
+        self._powers = np.ones(1, np.uint64)
+        self._inverse_powers = np.ones(1, np.uint64)
+        self._bmp: UInt64Array | None = None
+
+    def powers(self, n: int) -> tuple[UInt64Array, UInt64Array]:
+        if self._powers.shape[0] <= n:
+            size = max(n + 1, 2 * self._powers.shape[0], 4096)
+            for attr, base in (("_powers", self.base), ("_inverse_powers", self.base_inv)):
+                arr = np.full(size, U64(base))
+                arr[0] = 1
+                np.cumprod(arr, out=arr)
+                setattr(self, attr, arr)
+        return self._powers[: n + 1], self._inverse_powers[: n + 1]
+
+    def symbol_values(self, symbols: UInt64Array) -> UInt64Array:
+        """Keyed value of each symbol (code point or token), from a table for the BMP."""
+        if self._bmp is None:
+            self._bmp = _mix(np.arange(0x10000, dtype=np.uint64) ^ self.char_key)
+        if symbols.shape[0] and int(symbols.max()) < 0x10000:
+            return self._bmp[symbols]
+        return _mix(symbols ^ self.char_key)
+
+    def store(self, raw: UInt64Array) -> UInt64Array:
+        """The stored form of gram hashes: keyed PRF output tagged with the channel."""
+        return (_siphash13(self.sip_k0, self.sip_k1, raw) & _VALUE_MASK) | self.tag
+
+    def grams(self, symbols: UInt64Array, weights: IntArray | None, gram_weight: int) -> tuple[UInt64Array, IntArray]:
+        """Hash of the gram starting at each position, and where it ends (exclusive)."""
+        n = symbols.shape[0]
+        if weights is None:
+            ends = np.arange(gram_weight, n + 1, dtype=np.int64)
+        else:
+            cum = np.zeros(n + 1, np.int64)
+            np.cumsum(weights, out=cum[1:])
+            if int(weights.max(initial=1)) <= 2:
+                # Cumulative weight grows by 1 or 2: a direct table "first position reaching weight v".
+                reach = np.empty(int(cum[-1]) + 1, np.int64)
+                reach[cum[1:] - 1] = np.arange(1, n + 1)
+                reach[cum] = np.arange(n + 1)
+                targets = cum[:n] + gram_weight
+                ends = reach[targets[targets <= cum[-1]]]
+            else:
+                ends = np.searchsorted(cum, cum[:n] + gram_weight, side="left").astype(np.int64)
+                ends = ends[ends <= n]
+        m = ends.shape[0]
+        if m == 0:
+            return np.empty(0, np.uint64), ends
+        powers, inverse = self.powers(n)
+        values = self.symbol_values(symbols)
+        prefix = np.zeros(n + 1, np.uint64)
+        np.cumsum(values * powers[:n], out=prefix[1:])
+        starts = np.arange(m)
+        hashes = (prefix[ends] - prefix[starts]) * inverse[:m]
+        return hashes, ends
+
+    def winnow(self, hashes: UInt64Array, window: int) -> IntArray:
+        """Positions of the grams kept by robust winnowing."""
+        m = hashes.shape[0]
+        if m == 0:
+            return np.empty(0, np.int64)
+        positions = np.arange(m, dtype=np.uint64)
+        keys = (_mix(hashes ^ self.select_key) & _HIGH_MASK) | (_POS_MASK - (positions & _POS_MASK))
+        if m <= window:
+            return np.array([int(np.argmin(keys))], dtype=np.int64)
+        mins = _sliding_min(keys, window)
+        starts = np.arange(mins.shape[0], dtype=np.uint64)
+        low = _POS_MASK - (mins & _POS_MASK)
+        chosen = (starts + ((low - starts) & _POS_MASK)).astype(np.int64)
+        keep = np.empty(chosen.shape[0], bool)
+        keep[0] = True
+        np.not_equal(chosen[1:], chosen[:-1], out=keep[1:])
+        return chosen[keep]
+
+
+class Fingerprinter:
+    """Turns normalized text and source code into keyed fingerprints.
+
+    One instance per deployment secret; it caches powers of the hash bases,
+    so reuse it. Not thread-safe while the cache grows.
+    """
+
+    def __init__(self, secret: bytes, *, text: WinnowParams = TEXT_PARAMS, code: WinnowParams = CODE_PARAMS) -> None:
+        if len(secret) < 16:
+            raise ValueError("the fingerprint secret must be at least 16 bytes")
+        self.text_params = text
+        self.code_params = code
+        self._text = _Channel(secret, "text", CHANNEL_TEXT)
+        self._code = _Channel(secret, "code", CHANNEL_CODE)
+        self._token_key = _Channel(secret, "token", CHANNEL_CODE)
+
+    # -- text -------------------------------------------------------------
+    def text(self, normalized: str, *, every_gram: bool = False) -> Fingerprints:
+        """Fingerprints of normalized text; `every_gram` skips winnowing (exclusions, background)."""
+        cps = code_points(normalized)
+        weights = None
+        if self.text_params.cjk_weight != 1 and not normalized.isascii():
+            weights = _weights(cps, self.text_params.cjk_weight)
+        hashes, ends = self._text.grams(cps.astype(np.uint64), weights, self.text_params.gram_weight)
+        return self._select(self._text, hashes, ends, self.text_params.window, every_gram, None, None)
+
+    # -- code -------------------------------------------------------------
+    def code(self, source: str, *, every_gram: bool = False) -> Fingerprints:
+        """Fingerprints of the canonical token stream of `source`; spans are offsets in `source`."""
+        symbols, tok_starts, tok_ends = self._tokens(source)
+        hashes, ends = self._code.grams(symbols, None, self.code_params.gram_weight)
+        return self._select(self._code, hashes, ends, self.code_params.window, every_gram, tok_starts, tok_ends)
+
+    def _select(self, channel: _Channel, hashes: UInt64Array, ends: IntArray, window: int, every_gram: bool,
+                tok_starts: IntArray | None, tok_ends: IntArray | None) -> Fingerprints:
+        if hashes.shape[0] == 0:
+            return Fingerprints.empty()
+        chosen = np.arange(hashes.shape[0], dtype=np.int64) if every_gram else channel.winnow(hashes, window)
+        starts, gram_ends = chosen, ends[chosen]
+        if tok_starts is not None and tok_ends is not None:
+            starts, gram_ends = tok_starts[starts], tok_ends[gram_ends - 1]
+        return Fingerprints(channel.store(hashes[chosen]), starts.astype(np.int64), gram_ends.astype(np.int64))
+
+    def _tokens(self, source: str) -> tuple[UInt64Array, IntArray, IntArray]:
+        """Canonical tokens of `source`: symbol values and their spans."""
+        cps = code_points(source).astype(np.int64)
+        n = cps.shape[0]
+        cls = np.where(cps < 128, _ASCII_CLASS[np.minimum(cps, 127)], _WORD)
+        string_starts: list[int] = []
+        string_ends: list[int] = []
+        string_values: list[int] = []
+        for match in _LITERALS.finditer(source):
+            start, end = match.span()
+            cls[start:end] = _SPACE
+            if match.lastgroup == "string":
+                body = match.group()[1:-1]
+                digest = hashlib.blake2b(fold(body).encode("utf-8", "surrogatepass"), digest_size=8).digest()
+                string_starts.append(start)
+                string_ends.append(end)
+                string_values.append(int.from_bytes(digest, "little") | 1)
+        is_word = cls == _WORD
+        prev_word = np.zeros(n, bool)
+        prev_word[1:] = is_word[:-1]
+        next_word = np.zeros(n, bool)
+        next_word[:-1] = is_word[1:]
+        word_starts = np.flatnonzero(is_word & ~prev_word)
+        word_ends = np.flatnonzero(is_word & ~next_word) + 1
+        # Unkeyed polynomial hash of each lowercased word, to recognise keywords and numbers.
+        lowered = np.where((cps >= 65) & (cps <= 90), cps + 32, cps).astype(np.uint64)
+        powers, inverse = _WORD_CHANNEL.powers(n)
+        prefix = np.zeros(n + 1, np.uint64)
+        np.cumsum((lowered + U64(1)) * powers[:n], out=prefix[1:])
+        word_hash = (prefix[word_ends] - prefix[word_starts]) * inverse[word_starts]
+        first = cps[word_starts] if n else cps[:0]
+        keep_text = np.isin(word_hash, _KEYWORD_HASHES) | ((first >= 48) & (first <= 57))
+        word_values = np.where(keep_text, word_hash, U64(_IDENTIFIER))
+        other = np.flatnonzero(cls == _OTHER)
+        starts = np.concatenate([word_starts, other, np.asarray(string_starts, np.int64)])
+        ends = np.concatenate([word_ends, other + 1, np.asarray(string_ends, np.int64)])
+        values = np.concatenate([word_values, cps[other].astype(np.uint64) + U64(_PUNCT_TAG),
+                                 np.asarray(string_values, np.uint64)])
+        order = np.argsort(starts, kind="stable")
+        return _mix(values[order] ^ self._token_key.char_key), starts[order], ends[order]
+
+
+def strip_comments(source: str, language: str | None = None, filename: str | None = None) -> str:
+    """Remove comments and docstrings with the Pygments lexer of the item's language.
+
+    Used at registration only (Pygments costs milliseconds per kilobyte). The
+    language comes from `language` (a Pygments alias such as ``python``),
+    else from `filename`, else from Pygments' guess; if none fits the source
+    is returned unchanged and the scan-time heuristic still drops the common
+    comment syntaxes.
+    """
+    from pygments.lexers import get_lexer_by_name, get_lexer_for_filename, guess_lexer
+    from pygments.token import Comment, String
+    from pygments.util import ClassNotFound
+
+    options = {"stripnl": False, "ensurenl": False, "stripall": False}
+    try:
+        if language:
+            lexer = get_lexer_by_name(language, **options)
+        elif filename:
+            lexer = get_lexer_for_filename(filename, source, **options)
+        else:
+            lexer = guess_lexer(source, **options)
+    except ClassNotFound:
+        return source
+    pieces: list[str] = []
+    for token_type, value in lexer.get_tokens(source):
+        if token_type in Comment or token_type in String.Doc:
+            pieces.append("\n" if "\n" in value else " ")
+        else:
+            pieces.append(value)
+    return "".join(pieces)
+
+
+# Character classes for the canonical tokenizer.
+_SPACE, _WORD, _OTHER = 0, 1, 2
+_ASCII_CLASS = np.full(128, _OTHER, np.int64)
+for _c in range(128):
+    if chr(_c).isspace() or _c < 32 or _c == 127:
+        _ASCII_CLASS[_c] = _SPACE
+    elif chr(_c).isalnum() or chr(_c) in "_$":
+        _ASCII_CLASS[_c] = _WORD
+_IDENTIFIER = 0x5EED_1D
+_PUNCT_TAG = 1 << 40
+_LITERALS = re.compile(
+    r"(?P<fence>```[^\n]*|~~~[^\n]*)"  # Markdown code fences around pasted code
+    r'|(?P<doc>"""[\s\S]*?"""|\'\'\'[\s\S]*?\'\'\')'
+    r'|(?P<string>"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'|`(?:[^`\\]|\\.)*`)'
+    r"|(?P<comment>/\*[\s\S]*?\*/|//[^\n]*|#[^\n]*|<!--[\s\S]*?-->)"
+)
+_WORD_CHANNEL = _Channel(b"shuhi-keyword-recognition", "word", CHANNEL_CODE)
+_KEYWORDS = """
+abstract and as assert async await auto begin bool boolean break byte case catch char class const constexpr
+continue def default defer del delete do double elif else elsif end enum except export extends extern false
+fallthrough final finally float fn for foreach from func function global go goto if impl implements import in
+inline instanceof int interface is lambda let long loop match mod module mut namespace native new nil none
+nonlocal not null or override package pass pub private protected public raise ref register return self
+short signed sizeof static struct super switch synchronized template then this throw throws trait true try
+type typedef typeof union unless unsigned until use using var virtual void volatile where while with yield
+select insert update delete create table values into join on group by order having limit union distinct
+""".split()
+
+
+def _keyword_hashes() -> UInt64Array:
+    hashes = []
+    for word in sorted(set(_KEYWORDS)):
+        cps = np.frombuffer(word.encode("utf-32-le"), np.uint32).astype(np.uint64)
+        powers, _ = _WORD_CHANNEL.powers(len(word))
+        hashes.append(int(np.sum((cps + U64(1)) * powers[: len(word)], dtype=np.uint64)))
+    return np.unique(np.asarray(hashes, np.uint64))
+
+
+_KEYWORD_HASHES = _keyword_hashes()

@@ -1,0 +1,436 @@
+"""The registry: everything registered under agreements, and the scan against it.
+
+A `Registry` holds, in memory and without the material's text:
+
+* document fingerprints of items (`add_item`), looked up through one
+  `FingerprintIndex`;
+* exclusions (Article 2(2), `add_exclusion`): every gram of the excluded text,
+  so any gram a prompt shares with it is recognised, whatever winnowing kept;
+* a background corpus of ordinary text (`add_background`) and a cap on how
+  many items may share a fingerprint (`max_item_share`): such fingerprints are
+  boilerplate and never make a match on their own;
+* terms (`add_terms`) and record sets (`add_record_set`), matched by
+  `gateway.detection.terms.PhraseMatcher` (these do hold normalized terms and
+  cells in memory: multi-pattern matching needs the patterns).
+
+`scan` turns a request's `TextPart`s into `Match`es whose spans are offsets in
+the parts' original strings, with coverage computed over the whole request so
+that an item cut into several messages adds up. Persisting anything is the
+storage layer's job: it keeps `item_fingerprints` bytes and calls `load_item`
+at start-up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from gateway.detection.fingerprint import (
+    CHANNEL_CODE,
+    CHANNEL_TEXT,
+    CODE_PARAMS,
+    TEXT_PARAMS,
+    Fingerprinter,
+    Fingerprints,
+    WinnowParams,
+    code_points,
+    strip_comments,
+)
+from gateway.detection.index import FingerprintIndex, from_bytes, to_bytes
+from gateway.detection.terms import PhraseMatcher
+from gateway.domain import Category, Match, TextPart
+from gateway.normalize import Normalized, length_table, normalize
+
+__all__ = ["ItemStats", "Registry", "ScanResult"]
+
+UInt64Array = npt.NDArray[np.uint64]
+_CODE_CHARS = "{};()="
+_LENGTH_LIMIT, _LENGTH_BYTES = length_table()
+_LENGTHS = np.frombuffer(_LENGTH_BYTES, np.uint8)
+
+
+@dataclass(frozen=True, slots=True)
+class ItemStats:
+    """What registering an item produced: enough for the audit trail and the storage layer."""
+
+    item_id: str
+    fingerprints: int
+    chars: int
+    sha256: str
+    code_fingerprints: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ScanResult:
+    """Matches of one request, plus the raw material for cross-request accumulation.
+
+    ``item_hits`` maps each matched item to the distinct fingerprints of it
+    seen in this request (see `gateway.detection.accumulate`).
+    """
+
+    matches: tuple[Match, ...]
+    request_fingerprints: int = 0
+    item_hits: dict[str, UInt64Array] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Item:
+    item_id: str
+    agreement_id: str
+    category: str
+    counts: tuple[int, int]  # fingerprints per channel (text, code)
+
+
+@dataclass(slots=True)
+class _Part:
+    """Per-part scan state; the normalized text is built once and shared."""
+
+    part: TextPart
+    norm: Normalized
+    prints: list[tuple[int, Fingerprints]]
+    excluded: dict[str | None, npt.NDArray[np.bool_]] = field(default_factory=dict)
+    _prefix: npt.NDArray[np.int64] | None = None
+
+    def original_span(self, start: int, end: int) -> tuple[int, int]:
+        """`Normalized.original_span`, vectorised setup: one cumsum instead of a Python loop."""
+        if not self.norm.simple:
+            return self.norm.original_span(start, end)
+        return self.original_spans([(start, end)])[0]
+
+    def original_spans(self, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        """Map many normalized spans at once."""
+        if not self.norm.simple:
+            return [self.norm.original_span(s, e) for s, e in spans]
+        if self._prefix is None:
+            cps = code_points(self.norm.original)
+            if cps.shape[0] and int(cps.max()) >= _LENGTH_LIMIT:
+                lengths = np.frombuffer(self.norm.output_lengths(), np.uint8)
+            else:
+                lengths = _LENGTHS[cps]
+            prefix = np.zeros(cps.shape[0] + 1, np.int64)
+            np.cumsum(lengths, out=prefix[1:])
+            self._prefix = prefix
+        bounds = np.asarray(spans, np.int64).reshape(-1, 2)
+        firsts = np.searchsorted(self._prefix, bounds[:, 0], side="right") - 1
+        lasts = np.searchsorted(self._prefix, bounds[:, 1] - 1, side="right")
+        lasts = np.where(bounds[:, 1] > bounds[:, 0], lasts, firsts)
+        return list(zip(firsts.tolist(), lasts.tolist()))
+
+
+def _category(category: Category | str) -> str:
+    return category.value if isinstance(category, Category) else str(category)
+
+
+def _count_distinct(values: UInt64Array) -> int:
+    """Distinct values (sorting beats numpy's hash-based unique on a prompt's few thousand values)."""
+    if values.shape[0] == 0:
+        return 0
+    ordered = np.sort(values)
+    return int(np.count_nonzero(ordered[1:] != ordered[:-1])) + 1
+
+
+def _multiplicity(values: UInt64Array) -> npt.NDArray[np.int64]:
+    """For each element, how many elements hold the same value."""
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
+    counts = np.diff(np.append(starts, ordered.shape[0]))
+    result = np.empty(values.shape[0], np.int64)
+    result[order] = np.repeat(counts, counts)
+    return result
+
+
+def _looks_like_code(text: str) -> bool:
+    """Cheap gate for the code channel: enough braces, parentheses, semicolons and equals signs."""
+    if len(text) < 40:
+        return False
+    return sum(text.count(c) for c in _CODE_CHARS) * 40 >= len(text)
+
+
+class Registry:
+    """Registered material of all agreements, and the scan of requests against it.
+
+    ``secret`` is the deployment secret keying every fingerprint (at least 16
+    bytes; changing it invalidates stored fingerprints). ``max_item_share``:
+    a fingerprint held by more items than this is boilerplate.
+    """
+
+    def __init__(self, secret: bytes, *, max_item_share: int = 8, text_params: WinnowParams = TEXT_PARAMS,
+                 code_params: WinnowParams = CODE_PARAMS) -> None:
+        self.fingerprinter = Fingerprinter(secret, text=text_params, code=code_params)
+        self.max_item_share = max_item_share
+        self.index = FingerprintIndex()
+        self._items: list[_Item | None] = []
+        self._slots: dict[str, int] = {}
+        self._code_items = 0
+        self._exclusions: dict[str, tuple[str | None, UInt64Array]] = {}
+        self._exclusion_sets: dict[str | None, UInt64Array] | None = None
+        self._background = np.empty(0, np.uint64)
+        self.phrases = PhraseMatcher()
+
+    # -- registration ------------------------------------------------------
+    def add_item(self, item_id: str, agreement_id: str, category: Category | str, text: str, *,
+                 source_code: bool = False, language: str | None = None, filename: str | None = None) -> ItemStats:
+        """Register an item's text; source code also gets the token channel.
+
+        `language` (a Pygments alias) or `filename` lets Pygments strip the
+        code's comments exactly; otherwise its language is guessed.
+        """
+        if item_id in self._slots:
+            raise ValueError("item already registered")
+        text_prints = self.fingerprinter.text(normalize(text).text)
+        values = [text_prints.values]
+        code_count = 0
+        if source_code:
+            code_prints = self.fingerprinter.code(strip_comments(text, language, filename))
+            values.append(code_prints.values)
+            code_count = int(np.unique(code_prints.values).shape[0])
+        self._store(item_id, agreement_id, category, np.concatenate(values))
+        return ItemStats(item_id=item_id, fingerprints=self.index.item_count(self._slots[item_id]), chars=len(text),
+                         sha256=hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest(),
+                         code_fingerprints=code_count)
+
+    def _store(self, item_id: str, agreement_id: str, category: Category | str, values: UInt64Array) -> None:
+        values = np.unique(values)
+        channels = values >> np.uint64(62)
+        counts = (int(np.count_nonzero(channels == CHANNEL_TEXT)), int(np.count_nonzero(channels == CHANNEL_CODE)))
+        slot = len(self._items)
+        self._items.append(_Item(item_id, agreement_id, _category(category), counts))
+        self._slots[item_id] = slot
+        self.index.add(slot, values)
+        if counts[1]:
+            self._code_items += 1
+
+    def item_fingerprints(self, item_id: str) -> bytes:
+        """The item's stored fingerprints, for the storage layer to persist (see `load_item`)."""
+        return to_bytes(self.index.item_fingerprints(self._slots[item_id]))
+
+    def item_size(self, item_id: str) -> int:
+        """How many fingerprints an item holds (0 if unknown): the denominator of item coverage."""
+        slot = self._slots.get(item_id)
+        return self.index.item_count(slot) if slot is not None else 0
+
+    def load_item(self, item_id: str, agreement_id: str, category: Category | str, fingerprints: bytes) -> None:
+        """Restore an item from persisted fingerprints, without its text."""
+        if item_id in self._slots:
+            raise ValueError("item already registered")
+        self._store(item_id, agreement_id, category, from_bytes(fingerprints))
+
+    def remove_item(self, item_id: str) -> bool:
+        """Stop matching an item (fingerprints and terms); returns whether it was known."""
+        known = self.phrases.remove_owner(item_id)
+        slot = self._slots.pop(item_id, None)
+        if slot is None:
+            return known
+        item = self._items[slot]
+        if item is not None and item.counts[1]:
+            self._code_items -= 1
+        self._items[slot] = None
+        self.index.remove(slot)
+        return True
+
+    def remove_agreement(self, agreement_id: str) -> list[str]:
+        """Remove every item, term list, record set and exclusion of an agreement (Article 8)."""
+        removed = [it.item_id for it in self._items if it is not None and it.agreement_id == agreement_id]
+        for item_id in removed:
+            self.remove_item(item_id)
+        removed.extend(self.phrases.remove_agreement(agreement_id))
+        for exclusion_id in [e for e, (a, _) in self._exclusions.items() if a == agreement_id]:
+            self.remove_exclusion(exclusion_id)
+        return sorted(set(removed))
+
+    def add_exclusion(self, exclusion_id: str, agreement_id: str | None, text: str, *, source_code: bool = False) -> int:
+        """Register text that must never match (Article 2(2)); ``agreement_id=None`` applies to all.
+
+        Every gram is kept, not only the winnowed ones, so a gram a prompt
+        shares with the excluded text is recognised whatever the context.
+        """
+        values = [self.fingerprinter.text(normalize(text).text, every_gram=True).values]
+        if source_code or _looks_like_code(text):
+            values.append(self.fingerprinter.code(text, every_gram=True).values)
+        merged = np.unique(np.concatenate(values))
+        self._exclusions[exclusion_id] = (agreement_id, merged)
+        self._exclusion_sets = None
+        return int(merged.shape[0])
+
+    def remove_exclusion(self, exclusion_id: str) -> None:
+        """Forget an exclusion."""
+        if self._exclusions.pop(exclusion_id, None) is not None:
+            self._exclusion_sets = None
+
+    def add_background(self, text: str) -> None:
+        """Add ordinary text whose fingerprints are boilerplate (never a match on their own)."""
+        values = [self.fingerprinter.text(normalize(text).text, every_gram=True).values,
+                  self.fingerprinter.code(text, every_gram=True).values]
+        self._background = np.union1d(self._background, np.concatenate(values))
+
+    def add_terms(self, item_id: str, agreement_id: str, category: Category | str, terms: Iterable[str]) -> int:
+        """Register exact terms (code names, host names) of an item; returns how many are usable."""
+        return self.phrases.add_terms(item_id, agreement_id, _category(category), terms)
+
+    def add_record_set(self, record_set_id: str, agreement_id: str, rows: Iterable[Sequence[object]],
+                       columns: Sequence[str], min_cells: int = 2,
+                       category: Category | str = Category.DATA) -> int:
+        """Register structured rows; a row matches when `min_cells` of its cells occur in one request."""
+        return self.phrases.add_record_set(record_set_id, agreement_id, _category(category), rows, columns,
+                                           min_cells)
+
+    # -- scanning ----------------------------------------------------------
+    def _exclusion_set(self, agreement_id: str | None) -> UInt64Array | None:
+        if self._exclusion_sets is None:
+            grouped: dict[str | None, list[UInt64Array]] = {}
+            for agreement, values in self._exclusions.values():
+                grouped.setdefault(agreement, []).append(values)
+            self._exclusion_sets = {a: np.unique(np.concatenate(v)) for a, v in grouped.items()}
+        sets = [s for s in (self._exclusion_sets.get(agreement_id), self._exclusion_sets.get(None)) if s is not None]
+        if not sets:
+            return None
+        return sets[0] if len(sets) == 1 else np.union1d(sets[0], sets[1])
+
+    def scan(self, parts: Sequence[TextPart]) -> ScanResult:
+        """Find registered material in a request's parts."""
+        states: list[_Part] = []
+        chunks: list[tuple[int, int, Fingerprints]] = []
+        code_on = self._code_items > 0
+        for i, part in enumerate(parts):
+            norm = normalize(part.text)
+            prints = [(CHANNEL_TEXT, self.fingerprinter.text(norm.text))]
+            if code_on and _looks_like_code(part.text):
+                prints.append((CHANNEL_CODE, self.fingerprinter.code(part.text)))
+            states.append(_Part(part, norm, prints))
+            chunks.extend((i, ch, p) for ch, p in prints if len(p))
+        matches: list[Match] = []
+        item_hits: dict[str, UInt64Array] = {}
+        request_total = 0
+        if chunks and len(self.index):
+            values = np.concatenate([p.values for _, _, p in chunks])
+            request_total = _count_distinct(values)
+            matches, item_hits = self._fingerprint_matches(states, chunks, values)
+        if self.phrases:
+            matches.extend(self._phrase_matches(states))
+        matches.sort(key=lambda m: (m.location, m.start, m.kind, m.item_id or ""))
+        return ScanResult(tuple(matches), request_total, item_hits)
+
+    def _fingerprint_matches(self, states: list[_Part], chunks: list[tuple[int, int, Fingerprints]],
+                             values: UInt64Array) -> tuple[list[Match], dict[str, UInt64Array]]:
+        hits = self.index.lookup(values)
+        if hits.queries.shape[0] == 0:
+            return [], {}
+        part_of = np.concatenate([np.full(len(p), i) for i, _, p in chunks])
+        channel_of = np.concatenate([np.full(len(p), ch) for _, ch, p in chunks])
+        starts = np.concatenate([p.starts for _, _, p in chunks])
+        ends = np.concatenate([p.ends for _, _, p in chunks])
+        hit_values = values[hits.queries]
+        # Boilerplate: held by too many items, or found in the background corpus.
+        common = _multiplicity(hit_values) > self.max_item_share
+        if self._background.shape[0]:
+            common |= np.isin(hit_values, self._background)
+        # Exclusions, one vectorised test per agreement present.
+        keep = np.ones(hit_values.shape[0], bool)
+        agreements = [it.agreement_id if it is not None else "" for it in (self._items[s] for s in np.unique(hits.slots))]
+        if self._exclusions:
+            agreement_of_slot = {int(s): a for s, a in zip(np.unique(hits.slots), agreements)}
+            hit_agreements = np.array([agreement_of_slot[int(s)] for s in hits.slots], dtype=object)
+            for agreement in set(agreements):
+                excluded = self._exclusion_set(agreement)
+                if excluded is not None:
+                    mine = hit_agreements == agreement
+                    keep[mine] &= ~np.isin(hit_values[mine], excluded)
+        # Items with at least one distinctive, non-excluded hit; the rest is plain Python over few hits.
+        useful = keep & ~common
+        if not useful.any():
+            return [], {}
+        wanted = set(hits.slots[useful].tolist())
+        request_values = {ch: _count_distinct(values[channel_of == ch]) for ch in (CHANNEL_TEXT, CHANNEL_CODE)}
+        groups: dict[int, list[int]] = {}
+        for i, (slot, ok) in enumerate(zip(hits.slots.tolist(), keep.tolist())):
+            if ok and slot in wanted:
+                groups.setdefault(slot, []).append(i)
+        queries, value_list = hits.queries.tolist(), hit_values.tolist()
+        channel_list, common_list = channel_of.tolist(), common.tolist()
+        matches: list[Match] = []
+        item_hits: dict[str, UInt64Array] = {}
+        for slot, members in groups.items():
+            item = self._items[slot]
+            if item is None:
+                continue
+            best_item, best_request = 0.0, 0.0
+            for ch in (CHANNEL_TEXT, CHANNEL_CODE):
+                if not item.counts[ch]:
+                    continue
+                found = len({value_list[i] for i in members if channel_list[queries[i]] == ch})
+                if found and found / item.counts[ch] > best_item:
+                    best_item, best_request = found / item.counts[ch], found / max(1, request_values[ch])
+            item_hits[item.item_id] = np.unique(np.asarray([value_list[i] for i in members], np.uint64))
+            score = max(best_item, best_request)
+            runs = [(queries[i], common_list[i]) for i in members]
+            for part_index, start, end in self._spans(states, runs, part_of, channel_of, starts, ends):
+                matches.append(Match(kind="fingerprint", location=states[part_index].part.location, start=start,
+                                     end=end, agreement_id=item.agreement_id, item_id=item.item_id,
+                                     category=item.category, score=round(score, 4),
+                                     item_coverage=round(min(1.0, best_item), 4),
+                                     request_coverage=round(min(1.0, best_request), 4)))
+        return matches, item_hits
+
+    def _spans(self, states: list[_Part], hits: list[tuple[int, bool]], part_of: npt.NDArray[np.int64],
+               channel_of: npt.NDArray[np.int64], starts: npt.NDArray[np.int64],
+               ends: npt.NDArray[np.int64]) -> list[tuple[int, int, int]]:
+        """Merge an item's hits into one original-text span per contiguous run and part.
+
+        Kept grams of a copied run are at most one window apart, so hits
+        closer than that belong to the same run. A run made only of
+        boilerplate fingerprints is not reported.
+        """
+        gap = {CHANNEL_TEXT: self.fingerprinter.text_params.window, CHANNEL_CODE: 0}
+        located = sorted((int(part_of[q]), int(channel_of[q]), int(starts[q]), int(ends[q]), not boiler)
+                         for q, boiler in hits)
+        runs: list[list[int]] = []  # part, channel, start, end, distinctive
+        for p, ch, s, e, distinctive in located:
+            if runs and runs[-1][0] == p and runs[-1][1] == ch and s <= runs[-1][3] + gap[ch]:
+                runs[-1][3] = max(runs[-1][3], e)
+                runs[-1][4] = runs[-1][4] or int(distinctive)
+            else:
+                runs.append([p, ch, s, e, int(distinctive)])
+        spans: list[tuple[int, int, int, int]] = []
+        for p in sorted({r[0] for r in runs}):
+            text_runs = [r for r in runs if r[0] == p and r[1] == CHANNEL_TEXT]
+            mapped = states[p].original_spans([(r[2], r[3]) for r in text_runs]) if text_runs else []
+            spans.extend((p, s, e, r[4]) for (s, e), r in zip(mapped, text_runs))
+            spans.extend((p, r[2], r[3], r[4]) for r in runs if r[0] == p and r[1] == CHANNEL_CODE)
+        spans.sort()
+        merged: list[list[int]] = []  # channels may overlap in one part: merge in original coordinates
+        for p, s, e, d in spans:
+            if merged and merged[-1][0] == p and s <= merged[-1][2]:
+                merged[-1][2] = max(merged[-1][2], e)
+                merged[-1][3] = merged[-1][3] or d
+            else:
+                merged.append([p, s, e, d])
+        return [(p, s, e) for p, s, e, d in merged if d]
+
+    def _excluded_chars(self, state: _Part, agreement_id: str) -> npt.NDArray[np.bool_] | None:
+        """Normalized characters of a part covered by grams of the agreement's exclusions."""
+        excluded = self._exclusion_set(agreement_id)
+        if excluded is None:
+            return None
+        if agreement_id not in state.excluded:
+            prints = self.fingerprinter.text(state.norm.text, every_gram=True)
+            mask = np.zeros(len(state.norm.text) + 1, np.int64)
+            inside = np.isin(prints.values, excluded)
+            np.add.at(mask, prints.starts[inside], 1)
+            np.add.at(mask, prints.ends[inside], -1)
+            state.excluded[agreement_id] = np.cumsum(mask)[:-1] > 0
+        return state.excluded[agreement_id]
+
+    def _phrase_matches(self, states: list[_Part]) -> list[Match]:
+        def excluded(part: int, agreement_id: str, start: int, end: int) -> bool:
+            mask = self._excluded_chars(states[part], agreement_id)
+            return mask is not None and bool(mask[start:end].all())
+
+        hits = self.phrases.find([st.norm for st in states], excluded if self._exclusions else None)
+        return [Match(kind=h.kind, location=states[h.part].part.location, start=h.start, end=h.end,
+                      agreement_id=h.agreement_id, item_id=h.owner_id, category=h.category, entity=h.entity,
+                      score=h.score, item_coverage=h.coverage) for h in hits]

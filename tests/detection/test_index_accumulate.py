@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import numpy as np
+
+from gateway.detection.accumulate import PrincipalWindow
+from gateway.detection.index import FingerprintIndex, from_bytes, to_bytes
+from gateway.detection.registry import Registry
+from gateway.domain import Category, TextPart
+
+from .conftest import EN_PLAN
+
+
+def test_index_adds_looks_up_removes_and_compacts() -> None:
+    rng = np.random.default_rng(7)
+    index = FingerprintIndex()
+    items = {slot: rng.integers(0, 2**63, size=500, dtype=np.uint64) for slot in range(40)}
+    shared = np.uint64(123456789)
+    for slot, keys in items.items():
+        index.add(slot, np.append(keys, shared))
+    assert len(index) == 40 * 501
+    hits = index.lookup(np.array([items[3][10], items[39][499], shared, 42], dtype=np.uint64))
+    pairs = sorted(zip(hits.queries.tolist(), hits.slots.tolist()))
+    assert pairs[:2] == [(0, 3), (1, 39)]
+    assert sorted(s for q, s in pairs if q == 2) == list(range(40))
+    for slot in range(30):
+        index.remove(slot)
+    hits = index.lookup(np.array([items[3][10], items[35][0], shared], dtype=np.uint64))
+    assert sorted(zip(hits.queries.tolist(), hits.slots.tolist()))[0] == (1, 35)
+    assert sorted(s for q, s in zip(hits.queries.tolist(), hits.slots.tolist()) if q == 2) == list(range(30, 40))
+    index.compact()
+    assert len(index) == 10 * 501
+    assert np.array_equal(index.item_fingerprints(35), np.unique(np.append(items[35], shared)))
+    assert index.bytes_per_fingerprint() <= 16
+
+
+def test_fingerprint_bytes_round_trip() -> None:
+    values = np.array([5, 1, 2**64 - 1, 1], dtype=np.uint64)
+    assert np.array_equal(from_bytes(to_bytes(values)), np.array([1, 5, 2**64 - 1], dtype=np.uint64))
+
+
+def test_principal_window_accumulates_within_the_window_only(registry: Registry) -> None:
+    registry.add_item("plan", "nda-1", Category.BUSINESS, EN_PLAN)
+    now = [1000.0]
+    window = PrincipalWindow(600, registry.item_size, clock=lambda: now[0])
+    third = len(EN_PLAN) // 3
+    covered = []
+    for i in range(3):
+        result = registry.scan([TextPart("m", EN_PLAN[i * third : (i + 1) * third])])
+        covered.append(window.observe("alice", result.item_hits)["plan"])
+        now[0] += 60
+    assert covered[0] < covered[1] < covered[2]
+    assert window.coverage("bob") == {}
+    now[0] += 3600
+    assert window.coverage("alice") == {}
+
+
+def test_a_key_held_by_too_many_items_becomes_common() -> None:
+    index = FingerprintIndex(max_postings=5)
+    shared = np.uint64(99)
+    for slot in range(10):
+        index.add(slot, np.array([shared, 1000 + slot], dtype=np.uint64))
+    index.compact()
+    hits = index.lookup(np.array([shared, 1003], dtype=np.uint64))
+    assert hits.common.tolist() == [0]
+    assert list(zip(hits.queries.tolist(), hits.slots.tolist())) == [(1, 3)]
+    assert index.common_keys == 1
