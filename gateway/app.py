@@ -25,6 +25,7 @@ from gateway.errors import GatewayError, InvalidRequest, NotFound
 from gateway.forward import Forwarder
 from gateway.keyring import keyed_hash, load_secret_key, new_admin_token, token_id_for
 from gateway.pipeline import Ports
+from gateway.registration import RegistryService
 from gateway.routes import ops, proxy
 from gateway.routes.admin import router as admin_router
 from gateway.routes.admin.destinations import DestinationIn
@@ -129,8 +130,11 @@ def create_app(settings: Settings | None = None, *, environ: Mapping[str, str] |
         def refresh_all() -> None:
             reload_destinations()
             refresh_policy_facts()
+            registry_service.sync()
 
         await anyio.to_thread.run_sync(refresh_policy_facts)
+        registry_service = RegistryService(engine, secret)
+        await anyio.to_thread.run_sync(registry_service.load)
 
         async def refresh_forever() -> None:
             while True:
@@ -146,6 +150,7 @@ def create_app(settings: Settings | None = None, *, environ: Mapping[str, str] |
         app.state.reload_destinations = reload_destinations
         app.state.refresh_policy_facts = refresh_policy_facts
         app.state.facts = facts
+        app.state.registry_service = registry_service
         app.state.ports = Ports(
             secret=secret, key_cache=KeyCache(settings.key_cache_seconds), lookup_key=lookup_key, router=router,
             forwarder=forwarder, record_upload=record_upload, files_destination=settings.files_destination)

@@ -109,7 +109,7 @@ exclusions = Table(
     Column("chars", Integer, nullable=False),
     Column("sha256", String(64), nullable=False),
     Column("fingerprint_count", Integer, nullable=False),
-    Column("fingerprints", LargeBinary, nullable=False),
+    Column("text_sealed", LargeBinary, nullable=False),  # public text (Article 2(2)), still sealed at rest
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 

@@ -61,7 +61,7 @@ def upgrade() -> None:
         sa.Column("chars", sa.Integer, nullable=False),
         sa.Column("sha256", sa.String(64), nullable=False),
         sa.Column("fingerprint_count", sa.Integer, nullable=False),
-        sa.Column("fingerprints", sa.LargeBinary, nullable=False),
+        sa.Column("text_sealed", sa.LargeBinary, nullable=False),
         sa.Column("created_at", TS, nullable=False),
     )
     op.create_index("ix_exclusions_agreement_id", "exclusions", ["agreement_id"])
