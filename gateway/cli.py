@@ -120,6 +120,97 @@ def principals_key(ctx: click.Context, principal_id: str) -> None:
     click.echo(json.dumps({**created, "key": key}, ensure_ascii=False))
 
 
+@main.command(help="資料をフォルダーごと登録する / Register the files under PATH as items of an agreement.")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.option("--agreement", "agreement_id", required=True, help="agreement id")
+@click.option("--category", required=True,
+              type=click.Choice(["ai_technology", "data", "source_code", "business", "marked", "oral"]))
+@click.pass_context
+def register(ctx: click.Context, path: Path, agreement_id: str, category: str) -> None:
+    from gateway.convert import MARKITDOWN_EXTENSIONS, SOURCE_EXTENSIONS, TEXT_EXTENSIONS
+    from gateway.domain import Category
+    from gateway.errors import GatewayError
+    from gateway.keyring import load_secret_key
+    from gateway.registration import Material, RegistryService
+    from gateway.storage import agreements as store
+
+    engine = _engine(ctx)
+    row = store.get_agreement_row(engine, agreement_id)
+    if row is None or row.destroyed_at is not None:
+        raise click.ClickException(f"契約 '{agreement_id}' はありません / no such agreement (or destroyed)")
+    known = MARKITDOWN_EXTENSIONS | SOURCE_EXTENSIONS | (TEXT_EXTENSIONS - {""})
+    files = [path] if path.is_file() else sorted(
+        p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in known and not p.name.startswith("."))
+    service = RegistryService(engine, load_secret_key(_settings(ctx.find_root().obj["config"])))
+    done, skipped, fingerprints = 0, [], 0
+    with click.progressbar(files, label="登録中 / registering", item_show_func=lambda p: p.name if p else "") as bar:
+        for file in bar:
+            title = str(file.relative_to(path)) if path.is_dir() else file.name
+            material = Material(title=title, category=Category(category), file=file.read_bytes(), filename=file.name)
+            try:
+                created = service.register_item(agreement_id, material)
+            except GatewayError as exc:
+                skipped.append(f"{title}: {exc.code}")
+                continue
+            done += 1
+            fingerprints += created["fingerprints"]
+    click.echo(f"登録 {done} 件、スキップ {len(skipped)} 件、指紋 {fingerprints} 個 / "
+               f"registered {done}, skipped {len(skipped)}, fingerprints {fingerprints}")
+    for line in skipped:
+        click.echo(f"  skipped {line}", err=True)
+
+
+@main.command("scan", help="テキストを登録資料と照合する（送信なし）/ Show what FILE (or - for stdin) would match.")
+@click.argument("source", type=click.Path(allow_dash=True))
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@click.pass_context
+def scan_command(ctx: click.Context, source: str, as_json: bool) -> None:
+    from gateway.convert import to_text
+    from gateway.domain import TextPart
+    from gateway.keyring import load_secret_key
+    from gateway.registration import RegistryService
+
+    engine = _engine(ctx)
+    if source == "-":
+        text = sys.stdin.read()
+    else:
+        text = to_text(Path(source).read_bytes(), Path(source).name).text
+    service = RegistryService(engine, load_secret_key(_settings(ctx.find_root().obj["config"])))
+    service.load()
+    matches = service.scan([TextPart(location="input", text=text)])
+    rows = [{"agreement_id": m.agreement_id, "item_id": m.item_id, "category": m.category, "kind": m.kind,
+             "start": m.start, "end": m.end, "score": round(m.score, 4), "item_coverage": round(m.item_coverage, 4),
+             "request_coverage": round(m.request_coverage, 4), "encoding": m.encoding} for m in matches]
+    if as_json:
+        click.echo(json.dumps({"matches": rows}, ensure_ascii=False))
+        return
+    if not rows:
+        click.echo("一致なし / no match")
+    for r in rows:
+        click.echo(f"{r['agreement_id']}  {r['item_id']}  {r['kind']:<11} [{r['start']}:{r['end']}]  "
+                   f"item {r['item_coverage']:.0%}  request {r['request_coverage']:.0%}"
+                   + (f"  via {r['encoding']}" if r["encoding"] else ""))
+
+
+@main.group(help="ポリシー / Policies.")
+def policy() -> None:
+    pass
+
+
+@policy.command("check", help="ポリシーファイルを検査する / Validate a policy file.")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+def policy_check(file: str) -> None:
+    from gateway.policy.loader import check_policy_file
+
+    problems = check_policy_file(file)
+    errors = [p for p in problems if "warning:" not in p]
+    for line in problems:
+        click.echo(line, err=line in errors)
+    if errors:
+        raise SystemExit(1)
+    click.echo(f"OK: {file}")
+
+
 def _engine(ctx: click.Context) -> Any:
     from gateway.storage.database import migrate as run_migrations
     from gateway.storage.database import open_engine

@@ -4,6 +4,7 @@
     ├── InvalidRequest             400 malformed JSON, wrong types, wrong endpoint for a model
     ├── AuthenticationFailed       401 missing or unknown gateway key / admin token
     ├── Forbidden                  403 an admin role may not do this
+    ├── ConfidentialityViolation   403 the request would disclose registered material (codes of API.md)
     ├── NotFound                   404 unknown path, object or model (`model_not_found`)
     ├── Conflict                   409 an object with this id exists
     ├── PayloadTooLarge            413 body over the configured limit
@@ -90,3 +91,12 @@ class UpstreamTimeout(GatewayError):
 
 class ServiceUnavailable(GatewayError):
     status, type, anthropic_type, code = 503, "service_unavailable", "overloaded_error", "service_unavailable"
+
+
+class ConfidentialityViolation(GatewayError):
+    """403: the request would disclose material registered under an agreement (API.md's refusal body).
+
+    `extra` carries articles, matches (ids and spans, never text) and the consent request id.
+    """
+
+    status, type, anthropic_type, code = 403, "confidentiality_violation", "confidentiality_violation", "blocked"

@@ -48,18 +48,18 @@ def parse_body(endpoint: Endpoint, body: bytes) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise InvalidRequest("リクエスト本文は JSON オブジェクトでなければなりません。 / "
                              "The request body must be a JSON object.", code="invalid_json")
-    for field, types in _REQUIRED.get(endpoint, {}).items():
-        if field not in payload:
-            raise InvalidRequest(f"'{field}' がありません。 / '{field}' is required.", code="missing_field",
-                                 param=field)
-        value = payload[field]
+    for name, types in _REQUIRED.get(endpoint, {}).items():
+        if name not in payload:
+            raise InvalidRequest(f"'{name}' がありません。 / '{name}' is required.", code="missing_field",
+                                 param=name)
+        value = payload[name]
         if not isinstance(value, types) or (types == (int,) and isinstance(value, bool)):
-            raise _wrong(field, types)
-    for field, types in _OPTIONAL.items():
-        if field in payload and field not in _REQUIRED.get(endpoint, {}):
-            value = payload[field]
+            raise _wrong(name, types)
+    for name, types in _OPTIONAL.items():
+        if name in payload and name not in _REQUIRED.get(endpoint, {}):
+            value = payload[name]
             if not isinstance(value, types) or (int in types and bool not in types and isinstance(value, bool)):
-                raise _wrong(field, types)
+                raise _wrong(name, types)
     if endpoint in (Endpoint.CHAT_COMPLETIONS, Endpoint.MESSAGES):
         for index, message in enumerate(payload["messages"]):
             if not isinstance(message, dict):

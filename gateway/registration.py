@@ -60,10 +60,13 @@ class RegistryService:
         self.lock = ReadWriteLock()
         self._seq = 0
         self._applied: set[str] = set()
+        self._matchable: set[str] = set()  # items and record sets: while empty, nothing can match
 
     # -- reading -------------------------------------------------------------------------------------
     def scan(self, parts: Sequence[TextPart]) -> list[Match]:
         """Matches of a request (encoded evasions decoded), safe against concurrent registration."""
+        if not self._matchable:
+            return []
         with self.lock.reading():
             return scan_parts(parts, self.registry)
 
@@ -101,6 +104,7 @@ class RegistryService:
                 with self.lock.writing():
                     self.registry.remove_item(object_id)
                 self._applied.discard(object_id)
+                self._matchable.discard(object_id)
             elif kind == "exclusion_added" and object_id not in self._applied:
                 row = store.object_row(self.engine, "exclusion", object_id)
                 if row is not None:
@@ -113,7 +117,8 @@ class RegistryService:
                         self._apply_record_set(row)
             elif kind == "agreement_destroyed":
                 with self.lock.writing():
-                    self.registry.remove_agreement(event.agreement_id)
+                    for removed in self.registry.remove_agreement(event.agreement_id):
+                        self._matchable.discard(removed)
             self._seq = max(self._seq, int(event.seq))
         return len(events)
 
@@ -124,6 +129,7 @@ class RegistryService:
             terms = orjson.loads(unseal(self.secret, row.terms, TERMS))
             self.registry.add_terms(row.id, row.agreement_id, row.category, terms)
         self._applied.add(row.id)
+        self._matchable.add(row.id)
 
     def _apply_exclusion(self, row: Any) -> None:
         text = unseal(self.secret, row.text_sealed, EXCLUSION).decode()
@@ -134,6 +140,7 @@ class RegistryService:
         rows = orjson.loads(unseal(self.secret, row.cells, CELLS))
         self.registry.add_record_set(row.id, row.agreement_id, rows, list(row.columns), row.min_cells)
         self._applied.add(row.id)
+        self._matchable.add(row.id)
 
     # -- registering ---------------------------------------------------------------------------------
     def register_item(self, agreement_id: str, material: Material, item_id: str | None = None) -> dict[str, Any]:
@@ -168,6 +175,7 @@ class RegistryService:
             if terms:
                 self.registry.add_terms(item_id, agreement_id, material.category, terms)
             self._applied.add(item_id)
+            self._matchable.add(item_id)
         return created
 
     def _material_text(self, material: Material) -> tuple[str, bool, str]:
@@ -192,6 +200,7 @@ class RegistryService:
             with self.lock.writing():
                 self.registry.remove_item(item_id)
             self._applied.discard(item_id)
+            self._matchable.discard(item_id)
         return removed
 
     def add_exclusion(self, agreement_id: str, text: str, reason: str) -> dict[str, Any]:
@@ -219,6 +228,7 @@ class RegistryService:
         with self.lock.writing():
             self.registry.add_record_set(record_set_id, agreement_id, rows, columns, min_cells)
             self._applied.add(record_set_id)
+            self._matchable.add(record_set_id)
         return created
 
 

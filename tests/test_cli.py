@@ -103,10 +103,21 @@ def test_demo_prints_a_curl_line_that_works(run_dir: Path) -> None:
             assert line, "".join(lines)
             lines.append(line)
         wait_healthy(f"http://127.0.0.1:{port}", process)
+        while not any("/approve" in line for line in lines):
+            lines.append(process.stdout.readline())
         curls = [line.strip() for line in lines if line.strip().startswith("curl")]
-        for curl in curls:
+        passing, anthropic_format, leak, approve = curls
+        for curl in (passing, anthropic_format):
             result = subprocess.run(shlex.split(curl), capture_output=True, text=True, timeout=20)
             assert "echo: " in result.stdout, result.stdout
+        refusal = json.loads(subprocess.run(shlex.split(leak), capture_output=True, text=True, timeout=20).stdout)
+        assert refusal["error"]["code"] == "consent_required"
+        request_id = refusal["error"]["consent_request_id"]
+        approved = subprocess.run(shlex.split(approve.replace("<consent_request_id>", request_id)),
+                                  capture_output=True, text=True, timeout=20)
+        assert json.loads(approved.stdout)["purpose"] == "inference"
+        marked = json.loads(subprocess.run(shlex.split(leak), capture_output=True, text=True, timeout=20).stdout)
+        assert marked["confidentiality"]["article"] == "4(3)"
     finally:
         stop(process)
 
@@ -114,3 +125,53 @@ def test_demo_prints_a_curl_line_that_works(run_dir: Path) -> None:
 def test_help_is_bilingual() -> None:
     result = subprocess.run(SHUHI + ["--help"], capture_output=True, text=True, check=True)
     assert "ゲートウェイ" in result.stdout and "gateway" in result.stdout
+
+
+def test_register_a_folder_then_scan_a_file(run_dir: Path) -> None:
+    import datetime as dt
+
+    from gateway.storage import agreements
+    from gateway.storage.database import migrate, open_engine
+
+    store = run_dir / "store.db"
+    engine = open_engine(f"sqlite:///{store}")
+    migrate(engine)
+    agreements.create_agreement(engine, {"id": "nda-cli", "title": "t", "counterparty": "c", "purpose": "p",
+                                         "effective_date": dt.date(2026, 1, 1), "term_years": 3, "survival_years": 2})
+    engine.dispose()
+    material = run_dir / "received"
+    (material / "src").mkdir(parents=True)
+    design = ("The Kestrel ranking model blends click-through priors with a per-tenant calibration layer that is "
+              "retrained nightly on the last fourteen days of anonymised search sessions.")
+    (material / "design.md").write_text(f"# Kestrel\n\n{design}\n")
+    (material / "src" / "rank.py").write_text(
+        "def calibrate(scores, tenant_weights, prior):\n"
+        "    adjusted = [s * tenant_weights.get(i, 1.0) + prior for i, s in enumerate(scores)]\n"
+        "    total = sum(adjusted) or 1.0\n"
+        "    return [a / total for a in adjusted]\n")
+    (material / "photo.png").write_bytes(b"\x89PNG\r\n")
+    env = {**os.environ, "SHUHI_DATABASE_URL": f"sqlite:///{store}"}
+    result = subprocess.run(SHUHI + ["register", str(material), "--agreement", "nda-cli", "--category", "ai_technology"],
+                            env=env, cwd=run_dir, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "registered 2" in result.stdout
+    prompt = run_dir / "prompt.txt"
+    prompt.write_text(f"Can you improve this? {design[10:120]} Thanks.")
+    scanned = subprocess.run(SHUHI + ["scan", str(prompt), "--json"], env=env, cwd=run_dir, capture_output=True,
+                             text=True, check=True)
+    matches = json.loads(scanned.stdout)["matches"]
+    assert matches and matches[0]["agreement_id"] == "nda-cli" and matches[0]["kind"] == "fingerprint"
+    clean = subprocess.run(SHUHI + ["scan", "-"], env=env, cwd=run_dir, input="hello world, nothing secret here",
+                           capture_output=True, text=True, check=True)
+    assert "no match" in clean.stdout
+
+
+def test_policy_check(run_dir: Path) -> None:
+    root = Path(__file__).resolve().parents[1]
+    ok = subprocess.run(SHUHI + ["policy", "check", str(root / "policies" / "default.yaml")], capture_output=True,
+                        text=True)
+    assert ok.returncode == 0 and "OK" in ok.stdout
+    broken = run_dir / "broken.yaml"
+    broken.write_text("version: 1\nactions:\n  default: {third_party: shrug}\n")
+    bad = subprocess.run(SHUHI + ["policy", "check", str(broken)], capture_output=True, text=True)
+    assert bad.returncode == 1 and "third_party" in bad.stderr

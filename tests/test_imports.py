@@ -8,14 +8,18 @@ import sys
 import pytest
 
 FORBIDDEN = {
-    "gateway.domain": {"fastapi", "starlette", "httpx", "sqlalchemy", "redis"},
-    "gateway.errors": {"fastapi", "starlette", "httpx", "sqlalchemy"},
-    "gateway.settings": {"fastapi", "starlette", "httpx", "sqlalchemy"},
+    "gateway.domain": {"fastapi", "starlette", "httpx", "aiohttp", "sqlalchemy", "redis"},
+    "gateway.errors": {"fastapi", "starlette", "httpx", "aiohttp", "sqlalchemy"},
+    "gateway.settings": {"fastapi", "starlette", "httpx", "aiohttp", "sqlalchemy"},
     "gateway.pipeline": {"fastapi", "starlette", "sqlalchemy"},
-    "gateway.authenticate": {"fastapi", "starlette", "sqlalchemy"},
-    "gateway.extract": {"fastapi", "starlette", "httpx", "sqlalchemy"},
-    "gateway.routing": {"fastapi", "starlette", "httpx", "sqlalchemy"},
-    "gateway.forward": {"fastapi", "starlette", "sqlalchemy"},
+    "gateway.decide": {"fastapi", "starlette", "httpx", "aiohttp", "sqlalchemy", "redis"},
+    "gateway.scan": {"fastapi", "starlette", "httpx", "aiohttp", "sqlalchemy", "redis"},
+    "gateway.mark": {"fastapi", "starlette", "httpx", "aiohttp", "sqlalchemy"},
+    "gateway.audit": {"fastapi", "starlette", "httpx", "aiohttp"},
+    "gateway.authenticate": {"fastapi", "starlette", "sqlalchemy", "aiohttp"},
+    "gateway.extract": {"fastapi", "starlette", "httpx", "aiohttp", "sqlalchemy"},
+    "gateway.routing": {"fastapi", "starlette", "httpx", "aiohttp", "sqlalchemy"},
+    "gateway.forward": {"fastapi", "starlette", "sqlalchemy", "httpx"},
 }
 
 

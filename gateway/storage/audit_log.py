@@ -6,33 +6,38 @@ reads the head inside it. `canonical` holds each record's canonical JSON, the ex
 `hash` covers; the other columns repeat a few fields for filtering, and `verify` checks that they
 agree. `audit_log_agreements` indexes records by agreement (on both backends, unlike a JSON list).
 
+An append is acknowledged only once its transaction committed (SQLite: synced to disk). When the
+store fails or stalls past the timeout, `append` raises AuditUnavailable and the request must be
+refused; a stalled batch may still commit later: refused, yet on record, never the reverse.
+
 Retention deletes a prefix of the chain. It first writes a checkpoint (the seq and hash of the
 last deleted record) and, in the same transaction, an `audit.prune` admin record naming it;
 `verify` starts from the newest checkpoint and requires that record, so a forged checkpoint
-alone does not hide deleted records.
+alone does not hide deleted records. What no chain shows by itself: newest records cut off, or a
+suffix rewritten with recomputed hashes; `verify(expected_head=…)` catches both against a head
+kept elsewhere (a destruction certificate, an earlier export, a ticket).
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import csv
+import contextlib
 import datetime as dt
 import hashlib
-import io
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from sqlalchemy import (
     BigInteger, Column, Connection, DateTime, Engine, Index, Integer, Select, String, Table, Text, delete, func,
-    insert, select, text,
+    insert, select, type_coerce,
 )
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from gateway.audit import (
-    FIELDS, Anchor, AuditUnavailable, Link, Record, chain, complete, csv_cells, format_at, parse_at, prepare,
+    CSV_HEADER, Anchor, AuditUnavailable, Link, Record, chain, complete, csv_line, format_at, parse_at, prepare,
     verify_chain,
 )
 from gateway.storage.tables import metadata
@@ -40,6 +45,7 @@ from gateway.storage.tables import metadata
 SEQ = BigInteger().with_variant(Integer(), "sqlite")  # INTEGER PRIMARY KEY is SQLite's rowid: fastest
 _CHAIN_LOCK = 0x5348_5541  # PostgreSQL advisory lock, with the schema's hash as second key
 CHUNK = 5000
+_COLUMNS = ("seq", "id", "at", "kind", "principal", "decision", "prev_hash", "hash", "canonical")
 
 audit_log = Table(
     "audit_log",
@@ -54,14 +60,13 @@ audit_log = Table(
     Column("hash", String(64), nullable=False),
     Column("canonical", Text, nullable=False),
     Index("ix_audit_log_principal_seq", "principal", "seq"),
-    Index("ix_audit_log_decision_seq", "decision", "seq"),
-)
+)  # no index on decision or kind: few values, and every index costs each append (~15% for principal's)
 
 audit_log_agreements = Table(
     "audit_log_agreements",
     metadata,
     Column("agreement_id", String(128), primary_key=True),
-    Column("seq", SEQ, primary_key=True, index=True),
+    Column("seq", SEQ, primary_key=True),
 )
 
 audit_checkpoints = Table(
@@ -74,12 +79,33 @@ audit_checkpoints = Table(
 )
 
 
-def _lock_chain(conn: Connection) -> None:
-    """Begin a transaction that alone may append: the head read below stays the head until commit."""
+def _begin_chain(conn: Connection) -> None:
+    """Begin the one transaction that may append: the head read next stays the head until commit."""
     if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(:k, hashtext(current_schema()))"), {"k": _CHAIN_LOCK})
+        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s, hashtext(current_schema()))", (_CHAIN_LOCK,))
     else:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _sync_full(conn: Connection, on: bool) -> None:
+    """SQLite only: sync the WAL at every commit. The store's default (NORMAL) survives a crash of the
+    process, not of the machine; an acknowledged audit record must survive both."""
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql(f"PRAGMA synchronous={'FULL' if on else 'NORMAL'}")
+        conn.commit()
+
+
+@contextlib.contextmanager
+def _chain_transaction(engine: Engine) -> Iterator[Connection]:
+    """A pooled connection in a chain transaction, durable on SQLite for this transaction only."""
+    with engine.connect() as conn:
+        _sync_full(conn, True)
+        try:
+            _begin_chain(conn)
+            yield conn
+        finally:
+            conn.rollback()  # a no-op after a commit; ends the transaction so the pragma may change
+            _sync_full(conn, False)
 
 
 def _anchor(conn: Connection) -> Anchor:
@@ -89,73 +115,85 @@ def _anchor(conn: Connection) -> Anchor:
 
 
 def _head(conn: Connection) -> Anchor:
-    row = conn.execute(select(audit_log.c.seq, audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1)).first()
+    row = conn.exec_driver_sql("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").first()
     return Anchor(row.seq, row.hash) if row else _anchor(conn)
 
 
+def _at_param(conn: Connection, at: str) -> Any:
+    """`at` as the driver takes it: SQLite keeps SQLAlchemy's own text form, so Core filters compare alike."""
+    return f"{at[:10]} {at[11:26]}" if conn.dialect.name == "sqlite" else parse_at(at)
+
+
 def _seal(conn: Connection, prepared: list[Record]) -> list[Record]:
-    """Chain and insert prepared records after the head; the caller holds the lock and commits."""
+    """Chain and insert prepared records after the head; the caller holds the lock and commits.
+
+    Plain `executemany` on the driver: on the request path every microsecond per record counts.
+    """
     head = _head(conn)
     seq, prev, rows, tags, sealed = head.seq, head.hash, [], [], []
     for fields in prepared:
         seq += 1
         record, body = chain(fields, seq, prev)
         prev = record["hash"]
-        rows.append({"seq": seq, "id": record["id"], "at": parse_at(record["at"]), "kind": record["kind"],
-                     "principal": record.get("principal"), "decision": record.get("decision"),
-                     "prev_hash": record["prev_hash"], "hash": prev, "canonical": body.decode()})
-        tags.extend({"agreement_id": a, "seq": seq} for a in record.get("agreements", ()))
+        rows.append((seq, record["id"], _at_param(conn, record["at"]), record["kind"], record.get("principal"),
+                     record.get("decision"), record["prev_hash"], prev, body.decode()))
+        tags.extend((agreement, seq) for agreement in record.get("agreements", ()))
         sealed.append(record)
-    conn.execute(insert(audit_log), rows)
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    conn.exec_driver_sql(f"INSERT INTO audit_log ({', '.join(_COLUMNS)}) VALUES ({', '.join([mark] * 9)})", rows)
     if tags:
-        conn.execute(insert(audit_log_agreements), tags)
+        conn.exec_driver_sql(f"INSERT INTO audit_log_agreements (agreement_id, seq) VALUES ({mark}, {mark})", tags)
     return sealed
 
 
+def _unavailable(exc: BaseException) -> AuditUnavailable:
+    return AuditUnavailable(f"監査ログに書き込めません。 / The audit log cannot be written ({type(exc).__name__}).")
+
+
 def commit(engine: Engine, prepared: list[Record]) -> list[Record]:
-    """Append prepared records in one transaction; raises AuditUnavailable, or IntegrityError on a duplicate id."""
+    """Append prepared records in one transaction; raises AuditUnavailable, or IntegrityError on a reused id."""
     try:
-        with engine.connect() as conn:
-            _lock_chain(conn)
+        with _chain_transaction(engine) as conn:
             sealed = _seal(conn, prepared)
             conn.commit()
         return sealed
     except IntegrityError:
         raise
     except SQLAlchemyError as exc:
-        raise AuditUnavailable(f"監査ログに書き込めません。 / The audit log cannot be written "
-                               f"({type(exc).__name__}).") from exc
+        raise _unavailable(exc) from exc
 
 
-def commit_each(engine: Engine, prepared: list[Record]) -> list[Record | AuditUnavailable]:
-    """`commit`, falling back to one transaction per record when one of them clashes (a reused id)."""
+def _each(write: Callable[[list[Record]], list[Record]], prepared: list[Record]) -> list[Record | AuditUnavailable]:
+    """`write` the batch, falling back to one transaction per record when one of them clashes (a reused id)."""
     try:
-        return list(commit(engine, prepared))
+        return list(write(prepared))
     except IntegrityError:
         if len(prepared) == 1:
             return [AuditUnavailable(f"監査レコード {prepared[0]['id']} は既にあります。 / "
                                      f"The audit record {prepared[0]['id']} exists already.")]
     except AuditUnavailable as exc:
         return [exc] * len(prepared)
-    results: list[Record | AuditUnavailable] = []
-    for one in prepared:
-        results.extend(commit_each(engine, [one]))
-    return results
+    return [result for one in prepared for result in _each(write, [one])]
 
 
 class AuditLog:
     """The request path's writer: `append` returns once the record is committed, in group commits.
 
-    Appends queue up; one task hands whatever accumulated (up to `max_batch`) to one thread, which
-    commits it in one transaction. An append waits at most `timeout` seconds.
+    Appends queue up; one task hands whatever accumulated while the last commit ran (up to
+    `max_batch`) to its own thread, which commits it in one transaction on its own connection, so
+    the event loop never waits on the store. Under load (the last batch held more than one record)
+    it first lingers `linger` seconds to gather more: per-transaction costs dominate small batches.
+    An append waits at most `timeout` seconds. `start()`/`aclose()` belong in the app's lifespan.
     """
 
-    def __init__(self, engine: Engine, *, max_batch: int = 512, timeout: float = 10.0) -> None:
-        self.engine, self.max_batch, self.timeout = engine, max_batch, timeout
+    def __init__(self, engine: Engine, *, max_batch: int = 512, timeout: float = 10.0,
+                 linger: float = 0.001) -> None:
+        self.engine, self.max_batch, self.timeout, self.linger = engine, max_batch, timeout, linger
         self.batches = self.records = 0
         self._queue: asyncio.Queue[tuple[Record, asyncio.Future[Record]] | None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._conn: Connection | None = None  # the writer thread's alone
         self._closed = False
 
     async def start(self) -> None:
@@ -168,7 +206,8 @@ class AuditLog:
     async def append(self, fields: Mapping[str, Any]) -> Record:
         """Append one record (see `gateway.audit.FIELDS`) and return it sealed, once durably committed.
 
-        Raises AuditUnavailable when the store cannot take it, ValueError when the fields are wrong.
+        Raises AuditUnavailable when the store cannot take it, ValueError when the fields are wrong:
+        either way, nothing may be forwarded.
         """
         if self._closed:
             raise AuditUnavailable("監査ログは停止中です。 / The audit log is shut down.")
@@ -185,20 +224,23 @@ class AuditLog:
             timer.cancel()
 
     async def aclose(self) -> None:
-        """Commit what is queued, then stop the writer."""
+        """Commit what is queued, then stop the writer and release its connection."""
         if self._closed:
             return
         self._closed = True
         if self._task is not None and self._queue is not None and self._executor is not None:
             self._queue.put_nowait(None)
             await self._task
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._drop_connection)
             self._executor.shutdown(wait=True)
 
     async def _run(self) -> None:
         assert self._queue is not None
-        stopping = False
+        stopping, last = False, 0
         while not stopping:
             item = await self._queue.get()
+            if item is not None and last > 1 and self.linger > 0:
+                await asyncio.sleep(self.linger)
             batch = [item] if item is not None else []
             stopping = item is None
             while len(batch) < self.max_batch and not self._queue.empty():
@@ -209,14 +251,14 @@ class AuditLog:
                     batch.append(item)
             if batch:
                 await self._commit(batch)
+            last = len(batch)
 
     async def _commit(self, batch: list[tuple[Record, asyncio.Future[Record]]]) -> None:
         loop = asyncio.get_running_loop()
         try:
-            results = await loop.run_in_executor(self._executor, commit_each, self.engine, [p for p, _ in batch])
+            results = await loop.run_in_executor(self._executor, _each, self._write, [p for p, _ in batch])
         except Exception as exc:  # a bug must not leave appends waiting, nor kill the writer
-            results = [AuditUnavailable(f"監査ログに書き込めません。 / The audit log cannot be written "
-                                        f"({type(exc).__name__}).")] * len(batch)
+            results = [_unavailable(exc)] * len(batch)
         self.batches += 1
         for (_, future), result in zip(batch, results, strict=True):
             if future.done():
@@ -227,6 +269,34 @@ class AuditLog:
                 self.records += 1
                 future.set_result(result)
 
+    def _write(self, prepared: list[Record]) -> list[Record]:
+        """In the writer thread: commit on its own connection, opened again once after a lost one."""
+        for attempt in (1, 2):
+            try:
+                if self._conn is None:
+                    self._conn = self.engine.connect()
+                    _sync_full(self._conn, True)
+                _begin_chain(self._conn)
+                sealed = _seal(self._conn, prepared)
+                self._conn.commit()
+                return sealed
+            except IntegrityError:
+                self._conn.rollback()
+                raise
+            except SQLAlchemyError as exc:
+                lost = isinstance(exc, DBAPIError) and exc.connection_invalidated
+                self._drop_connection()
+                if attempt == 2 or not lost:
+                    raise _unavailable(exc) from exc
+        raise AssertionError("unreachable")
+
+    def _drop_connection(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(SQLAlchemyError):
+                self._conn.invalidate()  # not back to the pool: SQLite's pragma stays with it
+                self._conn.close()
+            self._conn = None
+
 
 def _expire(future: asyncio.Future[Record]) -> None:
     if not future.done():
@@ -235,7 +305,7 @@ def _expire(future: asyncio.Future[Record]) -> None:
 
 def append_sync(engine: Engine, fields: Mapping[str, Any]) -> Record:
     """Append one record in its own transaction (sync code: admin endpoints, CLI); same lock, same chain."""
-    result = commit_each(engine, [prepare(fields)])[0]
+    result = _each(lambda prepared: commit(engine, prepared), [prepare(fields)])[0]
     if isinstance(result, AuditUnavailable):
         raise result
     return result
@@ -281,10 +351,15 @@ def _select(filters: Filters, after: int) -> Select[Any]:
         if value is not None:
             query = query.where(column == value)
     if filters.since is not None:
-        query = query.where(audit_log.c.at >= filters.since)
+        query = query.where(audit_log.c.at >= _utc(filters.since))
     if filters.until is not None:
-        query = query.where(audit_log.c.at < filters.until)
+        query = query.where(audit_log.c.at < _utc(filters.until))
     return query.order_by(audit_log.c.seq)
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    """UTC, as stored: SQLite compares the text of the time, so an offset would compare wrong."""
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
 def _record(_seq: int, hash_: str, canonical: str) -> Record:
@@ -314,39 +389,36 @@ def _chunks(engine: Engine, filters: Filters, chunk: int) -> Iterator[list[Any]]
 
 
 def export_jsonl(engine: Engine, filters: Filters, chunk: int = CHUNK) -> Iterator[bytes]:
-    """One complete record (all `FIELDS`) per line, in seq order, in blocks of `chunk` lines."""
+    """One record per line in seq order: its canonical JSON (the bytes its hash covers, keys sorted, none
+    omitted) with `"hash"` added last; blocks of `chunk` lines."""
     for rows in _chunks(engine, filters, chunk):
-        block = bytearray()  # orjson's outputs are over-allocated: append each, keep none
-        for row in rows:
-            block += orjson.dumps(complete(_record(*row)), option=orjson.OPT_APPEND_NEWLINE)
-        yield bytes(block)
+        yield "".join([f'{canonical[:-1]},"hash":"{hash_}"}}\n' for _, hash_, canonical in rows]).encode()
 
 
 def export_csv(engine: Engine, filters: Filters, chunk: int = CHUNK) -> Iterator[bytes]:
-    """A header of `FIELDS`, then one row per record (see `gateway.audit.csv_cells`), in blocks."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(FIELDS)
+    """A header of `FIELDS`, then one line per record (see `gateway.audit.csv_line`), in blocks."""
+    yield CSV_HEADER.encode()
     for rows in _chunks(engine, filters, chunk):
-        writer.writerows(csv_cells(_record(*row)) for row in rows)
-        yield buffer.getvalue().encode()
-        buffer.seek(0)
-        buffer.truncate()
-    if buffer.tell():
-        yield buffer.getvalue().encode()
+        yield "".join([csv_line(_record(*row)) for row in rows]).encode()
+
+
+def _stored_at(value: Any) -> str:
+    """A stored `at` in the records' spelling: SQLite's text as is, PostgreSQL's datetime formatted."""
+    return f"{value[:10]}T{value[11:]}Z" if isinstance(value, str) else format_at(value)
 
 
 def _link(row: Any) -> Link:
     """A stored row as the chain walk sees it; `intact` covers the hash and the filter columns."""
+    seq, id_, at, kind, principal, decision, prev_hash, hash_, canonical = row
     try:
-        record = _record(row.seq, row.hash, row.canonical)
-        intact = (hashlib.sha256(row.canonical.encode()).hexdigest() == row.hash and row.id == record.get("id")
-                  and row.kind == record.get("kind") and row.principal == record.get("principal")
-                  and row.decision == record.get("decision") and row.prev_hash == record.get("prev_hash")
-                  and format_at(row.at) == record.get("at"))
+        record = _record(seq, hash_, canonical)
+        get = record.get
+        intact = (hashlib.sha256(canonical.encode()).hexdigest() == hash_ and id_ == get("id")
+                  and kind == get("kind") and principal == get("principal") and decision == get("decision")
+                  and prev_hash == get("prev_hash") and _stored_at(at) == get("at"))
     except (ValueError, TypeError):
-        record, intact = {"seq": row.seq, "id": row.id, "hash": row.hash}, False
-    return Link(row.seq, record, intact)
+        record, intact = {"seq": seq, "id": id_, "hash": hash_}, False
+    return Link(seq, record, intact)
 
 
 def _snapshot(conn: Connection) -> Connection:
@@ -363,8 +435,7 @@ def verify(engine: Engine, expected_head: str | None = None, chunk: int = CHUNK)
     `{ok, records, head, head_seq, anchor: {seq, hash}, first_bad?: {seq, id, reason, detail}}`;
     `records` counts the records after the anchor, `head` is the last one's hash.
     """
-    columns = [audit_log.c[name] for name in ("seq", "id", "at", "kind", "principal", "decision", "prev_hash",
-                                              "hash", "canonical")]
+    columns = [type_coerce(c, String) if c.name == "at" else c for c in (audit_log.c[n] for n in _COLUMNS)]
     try:
         with engine.connect() as raw:
             conn = _snapshot(raw)
@@ -374,8 +445,8 @@ def verify(engine: Engine, expected_head: str | None = None, chunk: int = CHUNK)
                 after = anchor.seq
                 while rows := conn.execute(select(*columns).where(audit_log.c.seq > after)
                                            .order_by(audit_log.c.seq).limit(chunk)).all():
-                    yield from (_link(row) for row in rows)
-                    after = rows[-1].seq
+                    yield from map(_link, rows)
+                    after = rows[-1][0]
 
             result = verify_chain(links(), anchor, expected_head, confirm_anchor=True)
             count, last = result.records, Anchor(result.head_seq, result.head)
@@ -401,8 +472,7 @@ def prune(engine: Engine, days: int, *, actor: str = "system", actor_role: str =
     Returns `{deleted, anchor: {seq, hash} | None, record_id}`.
     """
     cutoff = (now or dt.datetime.now(dt.UTC)) - dt.timedelta(days=days)
-    with engine.connect() as conn:
-        _lock_chain(conn)
+    with _chain_transaction(engine) as conn:
         previous = _anchor(conn)
         first_kept = conn.execute(select(func.min(audit_log.c.seq)).where(audit_log.c.at >= cutoff)).scalar()
         last = _head(conn).seq if first_kept is None else first_kept - 1
@@ -416,11 +486,12 @@ def prune(engine: Engine, days: int, *, actor: str = "system", actor_role: str =
         conn.execute(insert(audit_checkpoints).values(seq=last, hash=anchor_hash, created_at=parse_at(record["at"]),
                                                       record_id=record["id"]))
         conn.commit()
+    with engine.begin() as conn:  # one pass: the agreements index has no index by seq (appends stay cheap)
+        conn.execute(delete(audit_log_agreements).where(audit_log_agreements.c.seq <= last))
     deleted, low = 0, previous.seq
     while low < last:  # in slices, so no transaction grows with the table; `<=` also takes leftovers
         high = min(low + chunk, last)
         with engine.begin() as conn:
-            conn.execute(delete(audit_log_agreements).where(audit_log_agreements.c.seq <= high))
             deleted += conn.execute(delete(audit_log).where(audit_log.c.seq <= high)).rowcount
         low = high
     return {"deleted": deleted, "anchor": {"seq": last, "hash": anchor_hash}, "record_id": record["id"]}

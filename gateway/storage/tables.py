@@ -58,6 +58,7 @@ uploaded_files = Table(
     Column("purpose", String(64), nullable=False),
     Column("decision_id", String(64), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("matches", JSON, nullable=True),  # ids and spans of what the file matched, for fine-tuning jobs
 )
 
 agreements = Table(
@@ -172,4 +173,14 @@ registry_events = Table(
     Column("object_id", String(64), nullable=False),
     Column("agreement_id", String(128), nullable=False),
     Column("at", DateTime(timezone=True), nullable=False),
+)
+
+# The policy set through `PUT /admin/v1/policy` (one row); without it the policy file is in force.
+policy_documents = Table(
+    "policy_documents",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("document", JSON, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_by", String(64), nullable=False),
 )

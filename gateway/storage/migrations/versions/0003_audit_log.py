@@ -31,13 +31,11 @@ def upgrade() -> None:
     )
     op.create_index("ix_audit_log_at", "audit_log", ["at"])
     op.create_index("ix_audit_log_principal_seq", "audit_log", ["principal", "seq"])
-    op.create_index("ix_audit_log_decision_seq", "audit_log", ["decision", "seq"])
     op.create_table(
         "audit_log_agreements",
         sa.Column("agreement_id", sa.String(128), primary_key=True),
         sa.Column("seq", SEQ, primary_key=True),
     )
-    op.create_index("ix_audit_log_agreements_seq", "audit_log_agreements", ["seq"])
     op.create_table(
         "audit_checkpoints",
         sa.Column("seq", SEQ, primary_key=True, autoincrement=False),
@@ -49,9 +47,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("audit_checkpoints")
-    op.drop_index("ix_audit_log_agreements_seq", "audit_log_agreements")
     op.drop_table("audit_log_agreements")
-    op.drop_index("ix_audit_log_decision_seq", "audit_log")
     op.drop_index("ix_audit_log_principal_seq", "audit_log")
     op.drop_index("ix_audit_log_at", "audit_log")
     op.drop_table("audit_log")

@@ -1,0 +1,197 @@
+"""The long-lived parts of one gateway process, opened at start and closed at stop.
+
+The store, the registry, the policy, the audit log, the upstream clients and the
+in-memory snapshots the hot path reads. Changes made in this process take effect
+at once; changes made by other replicas arrive with `refresh_all`, which the app
+runs every second.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from gateway.authenticate import KeyCache
+from gateway.domain import Category, Principal
+from gateway.errors import GatewayError
+from gateway.facts import FactsHolder
+from gateway.forward import Forwarder
+from gateway.keyring import keyed_hash, load_secret_key, new_admin_token, token_id_for
+from gateway.pipeline import DerivedOutput, Ports
+from gateway.policy.evaluation import ConsentScope
+from gateway.policy.loader import PolicyError, PolicyStore, policy_from_dict
+from gateway.policy.schema import Policy
+from gateway.registration import Material, RegistryService
+from gateway.routing import Router
+from gateway.settings import Settings, SettingsError
+from gateway.storage import admin_tokens, destinations, files, policies
+from gateway.storage import agreements as agreement_store
+from gateway.storage import consents as consent_store
+from gateway.storage import principals as principal_store
+from gateway.storage.audit_log import AuditLog
+from gateway.storage.database import migrate, open_engine
+
+log = logging.getLogger("shuhi")
+DEFAULT_POLICY = Path(__file__).resolve().parents[1] / "policies" / "default.yaml"
+
+
+def policy_path(settings: Settings) -> Path:
+    """`SHUHI_POLICY`, else the seed NDA's policy shipped in `policies/`."""
+    path = Path(settings.policy) if settings.policy else DEFAULT_POLICY
+    if not path.is_file():
+        raise SettingsError(f"SHUHI_POLICY: policy file {path} does not exist")
+    return path
+
+
+class Policies:
+    """The policy file, overridden by a document set through the admin API (shared through the store)."""
+
+    def __init__(self, engine: Any, path: Path) -> None:
+        self.engine = engine
+        try:
+            self.file = PolicyStore(path)
+        except PolicyError as exc:
+            raise SettingsError("; ".join(exc.problems)) from None
+        self.override: Policy | None = None
+        self._stamp: dt.datetime | None = None
+
+    def current(self) -> Policy:
+        return self.override or self.file.current
+
+    def refresh(self) -> None:
+        self.file.refresh()
+        stored = policies.stored_policy(self.engine)
+        if stored is None:
+            self.override, self._stamp = None, None
+        elif stored[1] != self._stamp:
+            try:
+                self.override = policy_from_dict(stored[0], source="policy set through the admin API")
+            except PolicyError as exc:
+                log.error("stored policy rejected: %s", "; ".join(exc.problems))
+            self._stamp = stored[1]
+
+    def put(self, document: dict[str, Any], updated_by: str) -> Policy:
+        policy = policy_from_dict(document, source="request body")
+        policies.store_policy(self.engine, policy.model_dump(mode="json"), updated_by)
+        self.override, self._stamp = policy, None
+        return policy
+
+    def reset(self) -> None:
+        policies.clear_policy(self.engine)
+        self.override, self._stamp = None, None
+
+
+def bootstrap_admin(engine: Any, secret: bytes, settings: Settings) -> None:
+    """`SHUHI_ADMIN_TOKEN` is always valid; with none given and no token stored, one is generated and shown once."""
+    if settings.admin_token is not None:
+        token = settings.admin_token.get_secret_value()
+        admin_tokens.ensure_token(engine, "admin", keyed_hash(secret, token), token_id_for(secret, token))
+    elif admin_tokens.count_tokens(engine) == 0:
+        token = new_admin_token()
+        admin_tokens.create_token(engine, "admin", keyed_hash(secret, token))
+        print(f"shuhi: 初回の管理トークン / first admin token (shown once): {token}", file=sys.stderr, flush=True)
+
+
+class Services:
+    """Everything one process holds open; `ports` is what the request pipeline sees."""
+
+    def __init__(self, settings: Settings, environ: Mapping[str, str]) -> None:
+        self.settings = settings
+        self.environ = environ
+
+    def open(self) -> None:
+        """Synchronous part of start-up (run in a thread): store, schema, secret, snapshots."""
+        settings = self.settings
+        self.engine = open_engine(settings.database_url)
+        migrate(self.engine)
+        self.secret = load_secret_key(settings)
+        bootstrap_admin(self.engine, self.secret, settings)
+        from gateway.routes.admin.destinations import DestinationIn
+
+        for declared in settings.destinations:
+            destinations.upsert_destination(self.engine, DestinationIn.model_validate(declared.model_dump()).to_domain())
+        self.router = Router(destinations.all_destinations(self.engine))
+        self.facts = FactsHolder()
+        self.refresh_policy_facts()
+        self.registry = RegistryService(self.engine, self.secret)
+        self.registry.load()
+        self.policies = Policies(self.engine, policy_path(settings))
+        self.policies.refresh()
+        self.audit_log = AuditLog(self.engine)
+        self.forwarder = Forwarder(self.environ, settings.upstream_connect_timeout)
+        self.ports = Ports(
+            secret=self.secret, key_cache=KeyCache(settings.key_cache_seconds), lookup_key=self._lookup_key,
+            router=self.router, forwarder=self.forwarder, facts=self.facts, policy=self.policies.current,
+            scan=self.registry.scan, register_derived=self._register_derived,
+            open_consent_request=self._open_consent_request, audit=self._audit, record_upload=self._record_upload,
+            find_upload=self._find_upload, files_destination=settings.files_destination)
+
+    async def start(self) -> None:
+        await anyio.to_thread.run_sync(self.open)
+        await self.audit_log.start()
+
+    async def aclose(self) -> None:
+        await self.audit_log.aclose()
+        await self.forwarder.aclose()
+        self.engine.dispose()
+
+    # -- refreshing ------------------------------------------------------------------------------------
+    def reload_destinations(self) -> None:
+        self.router.replace(destinations.all_destinations(self.engine))
+
+    def refresh_policy_facts(self) -> None:
+        self.facts.replace(agreements=agreement_store.all_agreements(self.engine),
+                           items=agreement_store.all_item_infos(self.engine),
+                           consents=consent_store.active_consents(self.engine))
+
+    def refresh_all(self) -> None:
+        """Pick up what other replicas changed (run every second)."""
+        self.reload_destinations()
+        self.refresh_policy_facts()
+        self.registry.sync()
+        self.policies.refresh()
+
+    # -- ports -----------------------------------------------------------------------------------------
+    async def _lookup_key(self, key_hash: str) -> Principal | None:
+        return await anyio.to_thread.run_sync(principal_store.principal_for_key_hash, self.engine, key_hash)
+
+    async def _audit(self, fields: dict[str, Any]) -> None:
+        await self.audit_log.append(fields)
+
+    async def _open_consent_request(self, scope: ConsentScope, principal_id: str, decision_id: str) -> str:
+        return await anyio.to_thread.run_sync(
+            lambda: consent_store.open_request(self.engine, scope.agreement_id, list(scope.item_ids),
+                                               scope.destination_id, scope.purpose, principal_id, decision_id))
+
+    async def _record_upload(self, file_id: str, destination_id: str, principal_id: str, purpose: str,
+                             decision_id: str, matches: list[dict[str, Any]]) -> None:
+        await anyio.to_thread.run_sync(files.record_upload, self.engine, file_id, destination_id, principal_id,
+                                       purpose, decision_id, matches)
+
+    async def _find_upload(self, file_id: str) -> dict[str, Any] | None:
+        return await anyio.to_thread.run_sync(files.get_upload, self.engine, file_id)
+
+    async def _register_derived(self, output: DerivedOutput) -> tuple[str, ...]:
+        """Article 4(3): the answer's fingerprints become an item of each agreement it was generated from."""
+        def register() -> tuple[str, ...]:
+            done: list[str] = []
+            for agreement_id, category, item_id in zip(output.agreements, output.categories, output.item_ids,
+                                                       strict=True):
+                material = Material(title=f"生成物 / output of {output.decision_id}",
+                                    category=Category(category) if category in Category._value2member_map_
+                                    else Category.BUSINESS, text=output.text, derived_from=output.decision_id)
+                try:
+                    self.registry.register_item(agreement_id, material, item_id=item_id)
+                    done.append(item_id)
+                except GatewayError as exc:  # too short to fingerprint: nothing to register
+                    log.info("derived item not registered: %s", exc.code)
+            self.facts.replace(items=agreement_store.all_item_infos(self.engine))
+            return tuple(done)
+
+        return await anyio.to_thread.run_sync(register)
