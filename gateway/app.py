@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 import anyio
 import orjson
@@ -14,6 +15,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
+from starlette.routing import Router
+from starlette.types import Receive, Scope, Send
 
 from gateway.errors import GatewayError, InvalidRequest, NotFound
 from gateway.routes import ops, proxy
@@ -22,7 +25,7 @@ from gateway.services import Services
 from gateway.settings import Settings, load_settings
 
 log = logging.getLogger("shuhi")
-REFRESH_SECONDS = 1.0  # how stale another replica's change may be here, at most
+REFRESH_SECONDS = 0.25  # how often the change log is read: another replica's change holds here within this (plus its work)
 
 
 def _error_body(error: GatewayError) -> Response:
@@ -64,7 +67,7 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return Response(orjson.dumps(body), status_code=500, media_type="application/json")
 
 
-def create_app(settings: Settings | None = None, *, environ: Mapping[str, str] | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, environ: Mapping[str, str] | None = None) -> ShuhiApp:
     """The gateway as an ASGI app; `environ` supplies the upstream keys (default: the process environment)."""
     settings = settings or load_settings()
     environ = os.environ if environ is None else environ
@@ -100,15 +103,39 @@ def create_app(settings: Settings | None = None, *, environ: Mapping[str, str] |
                   description="Confidentiality gateway for AI APIs: admin API. Employee endpoints follow the "
                               "OpenAI and Anthropic APIs and are not described here.")
     app.include_router(admin_router())
-    for route in ops.routes() + proxy.routes():
+    for route in ops.routes():
         app.router.routes.append(route)
     app.add_exception_handler(GatewayError, _gateway_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
-    return app
+    return ShuhiApp(app, Router(routes=proxy.routes()))
 
 
-def create_app_from_environment() -> FastAPI:
+class ShuhiApp:
+    """The ASGI entry point: `/v1/…` goes straight to the provider routes, everything else to FastAPI.
+
+    The employee endpoints are the hot path and speak the providers' schemas, so
+    they skip FastAPI's routing, middleware stack and validation (measured at about
+    50 µs of CPU per request); the admin API keeps them for its OpenAPI document.
+    """
+
+    def __init__(self, admin: FastAPI, provider_routes: Router) -> None:
+        self.admin = admin
+        self.provider_routes = provider_routes
+
+    @property
+    def state(self) -> Any:
+        return self.admin.state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/v1/"):
+            scope["app"] = self.admin  # handlers reach settings and ports through request.app.state
+            await self.provider_routes(scope, receive, send)
+        else:
+            await self.admin(scope, receive, send)
+
+
+def create_app_from_environment() -> ShuhiApp:
     """Factory for `uvicorn --factory` and worker processes: settings from `SHUHI_*` and `SHUHI_CONFIG`."""
     return create_app(load_settings())

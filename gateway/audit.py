@@ -54,6 +54,7 @@ FIELDS: dict[str, str] = {
 MATCH_KEYS = frozenset({"agreement_id", "item_id", "kind", "category", "entity", "location", "start", "end",
                         "encoding", "score"})
 _ACCEPTED = {name: kind for name, kind in FIELDS.items() if name not in ("seq", "prev_hash", "hash")}  # the writer's
+_ACCEPTED.update(v="skip", at="skip", articles="ids", agreements="ids", matches="matches")  # `at` is read apart
 _DECISIONS = frozenset((None, *DECISIONS))
 _LISTS = frozenset({"articles", "agreements", "matches"})
 _COLUMN = {name: i for i, name in enumerate(FIELDS)}
@@ -153,22 +154,23 @@ def prepare(fields: Mapping[str, Any], now: dt.datetime | None = None) -> Record
     """
     record: Record = {"v": VERSION}
     for name, value in fields.items():
-        if value is None or name == "v" or name == "at":
+        kind = _ACCEPTED.get(name, "unknown")
+        if kind == "str":  # the common case first: most fields are ids
+            if type(value) is str and len(value) <= _MAX_STR:
+                if value:
+                    record[name] = value
+            elif value is not None:
+                record[name] = _scalar(name, kind, value)
+        elif value is None or kind == "skip":
             continue
-        kind = _ACCEPTED.get(name)
-        if kind == "str":  # the common case first
-            if type(value) is not str or len(value) > _MAX_STR:
-                value = _scalar(name, kind, value)
-            if value:
-                record[name] = value
-        elif name == "matches":
-            record[name] = [_match(entry) for entry in value] or None
-        elif name == "articles" or name == "agreements":
+        elif kind == "ids":
             record[name] = _ids(name, value)
+        elif kind == "matches":
+            record[name] = [_match(entry) for entry in value] or None
         elif kind == "json":
             value = _json_value(name, value)
             record[name] = None if value == [] or value == {} else value
-        elif kind is not None:
+        elif kind != "unknown":
             record[name] = _scalar(name, kind, value)
         else:
             raise ValueError(f"audit field not accepted here: {name}")

@@ -36,3 +36,9 @@ class FactsHolder:
             items={i.id: i for i in items} if items is not None else now.items,
             consents=tuple(consents) if consents is not None else now.consents,
         )
+
+    def add_items(self, items: Iterable[ItemInfo]) -> None:
+        """New items (derived ones, registered here) without reloading the rest."""
+        now = self.current
+        self.current = Facts(agreements=now.agreements, items={**now.items, **{i.id: i for i in items}},
+                             consents=now.consents)

@@ -58,7 +58,6 @@ class RegistryService:
         self.secret = secret
         self.registry = Registry(secret)
         self.lock = ReadWriteLock()
-        self._seq = 0
         self._applied: set[str] = set()
         self._matchable: set[str] = set()  # items and record sets: while empty, nothing can match
 
@@ -76,8 +75,7 @@ class RegistryService:
 
     # -- loading and syncing ------------------------------------------------------------------------
     def load(self) -> None:
-        """Build the registry from the store (at start)."""
-        seq = store.last_event(self.engine)
+        """Build the registry from the store (at start); changes after that arrive through `apply`."""
         rows = store.registry_rows(self.engine)
         with self.lock.writing():
             for row in rows["items"]:
@@ -86,13 +84,11 @@ class RegistryService:
                 self._apply_exclusion(row)
             for row in rows["record_sets"]:
                 self._apply_record_set(row)
-            self._seq = seq
         log.info("registry loaded: %d items, %d exclusions, %d record sets", len(rows["items"]),
                  len(rows["exclusions"]), len(rows["record_sets"]))
 
-    def sync(self) -> int:
-        """Apply changes other processes made since the last sync; returns how many."""
-        events = store.events_since(self.engine, self._seq)
+    def apply(self, events: Sequence[Any]) -> None:
+        """Apply the registry's share of the change log (what other processes registered or removed)."""
         for event in events:
             kind, object_id = event.kind, event.object_id
             if kind == "item_added" and object_id not in self._applied:
@@ -119,8 +115,6 @@ class RegistryService:
                 with self.lock.writing():
                     for removed in self.registry.remove_agreement(event.agreement_id):
                         self._matchable.discard(removed)
-            self._seq = max(self._seq, int(event.seq))
-        return len(events)
 
     def _apply_item(self, row: Any) -> None:
         if row.fingerprint_count:

@@ -30,7 +30,7 @@ from gateway.policy.schema import Policy
 from gateway.registration import Material, RegistryService
 from gateway.routing import Router
 from gateway.settings import Settings, SettingsError
-from gateway.storage import admin_tokens, destinations, files, policies
+from gateway.storage import admin_tokens, changes, destinations, files, policies
 from gateway.storage import agreements as agreement_store
 from gateway.storage import consents as consent_store
 from gateway.storage import principals as principal_store
@@ -116,6 +116,7 @@ class Services:
 
         for declared in settings.destinations:
             destinations.upsert_destination(self.engine, DestinationIn.model_validate(declared.model_dump()).to_domain())
+        self._seq = changes.last_change(self.engine)  # read first: what changes during start-up is applied again
         self.router = Router(destinations.all_destinations(self.engine))
         self.facts = FactsHolder()
         self.refresh_policy_facts()
@@ -151,11 +152,22 @@ class Services:
                            consents=consent_store.active_consents(self.engine))
 
     def refresh_all(self) -> None:
-        """Pick up what other replicas changed (run every second)."""
-        self.reload_destinations()
-        self.refresh_policy_facts()
-        self.registry.sync()
-        self.policies.refresh()
+        """Pick up what other replicas changed (run every second): one query when nothing did."""
+        self.policies.file.refresh()
+        found = changes.changes_since(self.engine, self._seq)
+        if not found:
+            return
+        kinds = {row.kind for row in found}
+        if kinds & changes.DESTINATIONS:
+            self.reload_destinations()
+        if kinds & changes.FACTS:
+            self.refresh_policy_facts()
+        if kinds & changes.POLICY:
+            self.policies.refresh()
+        if kinds & changes.KEYS:
+            self.ports.key_cache.forget()
+        self.registry.apply(found)
+        self._seq = max(self._seq, max(int(row.seq) for row in found))
 
     # -- ports -----------------------------------------------------------------------------------------
     async def _lookup_key(self, key_hash: str) -> Principal | None:
@@ -191,7 +203,8 @@ class Services:
                     done.append(item_id)
                 except GatewayError as exc:  # too short to fingerprint: nothing to register
                     log.info("derived item not registered: %s", exc.code)
-            self.facts.replace(items=agreement_store.all_item_infos(self.engine))
+            self.facts.add_items([agreement_store.item_domain(agreement_store.get_item_row(self.engine, i))
+                                  for i in done])
             return tuple(done)
 
         return await anyio.to_thread.run_sync(register)

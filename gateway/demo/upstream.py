@@ -1069,7 +1069,7 @@ class FakeUpstream:
     # ------------------------------------------------------------------ OpenAI: embeddings
 
     def _embeddings(self, req: _Req) -> Any:
-        fmt, data, reply = req.fmt, req.json(), req.reply
+        fmt, data = req.fmt, req.json()
         model = data.get("model")
         if not model:
             raise _missing(fmt, "model")
@@ -1389,7 +1389,7 @@ class FakeUpstream:
         return _Stream(events)
 
     def _count_tokens(self, req: _Req) -> Any:
-        fmt, data, reply = req.fmt, req.json(), req.reply
+        fmt, data = req.fmt, req.json()
         messages = data.get("messages")
         if not isinstance(messages, list):
             raise _missing(fmt, "messages")

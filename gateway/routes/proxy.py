@@ -105,6 +105,10 @@ def _endpoint(endpoint: Endpoint, max_body: Callable[[Request], int], ports_of: 
             return error_response(exc, api_format, decision_id)
         except ClientDisconnect:
             return Response(status_code=499)
+        except Exception as exc:  # a bug, not the client's fault: say so in the provider's shape, log the type only
+            log.error("unexpected %s in %s", type(exc).__name__, endpoint.value)
+            return error_response(GatewayError("内部エラーが発生しました。 / Internal error.", code="internal_error"),
+                                  api_format, decision_id)
         log.debug("decision %s in %.2f ms", decision_id, (time.perf_counter() - started) * 1000)
         return _answer(outcome, api_format)
 

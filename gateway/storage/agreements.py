@@ -6,14 +6,15 @@ import datetime as dt
 import secrets
 from typing import Any
 
-from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from gateway.domain import Agreement, Category, ItemInfo
 from gateway.storage.database import utcnow
 from gateway.storage.pagination import envelope, page
 from gateway.storage.principals import DuplicateError
-from gateway.storage.tables import agreements, exclusions, items, record_sets, registry_events
+from gateway.storage.changes import record_change
+from gateway.storage.tables import agreements, exclusions, items, record_sets
 
 
 def new_id(prefix: str) -> str:
@@ -57,6 +58,7 @@ def create_agreement(engine: Engine, values: dict[str, Any]) -> dict[str, Any]:
     try:
         with engine.begin() as conn:
             conn.execute(insert(agreements).values(**row))
+            record_change(conn, "agreement_changed", values["id"], values["id"])
     except IntegrityError as exc:
         raise DuplicateError(values["id"]) from exc
     found = get_agreement(engine, values["id"])
@@ -89,6 +91,8 @@ def update_agreement(engine: Engine, agreement_id: str, values: dict[str, Any]) 
     with engine.begin() as conn:
         done = conn.execute(update(agreements).where(agreements.c.id == agreement_id)
                             .values(**values, updated_at=utcnow())).rowcount
+        if done:
+            record_change(conn, "agreement_changed", agreement_id, agreement_id)
     return get_agreement(engine, agreement_id) if done else None
 
 
@@ -111,9 +115,7 @@ def item_domain(row: Any) -> ItemInfo:
 _ITEM_VIEW = [c for c in items.c if c.name not in ("fingerprints", "terms")]
 
 
-def _event(conn: Any, kind: str, object_id: str, agreement_id: str) -> None:
-    conn.execute(insert(registry_events).values(kind=kind, object_id=object_id, agreement_id=agreement_id,
-                                                at=utcnow()))
+_event = record_change
 
 
 def create_item(engine: Engine, values: dict[str, Any]) -> dict[str, Any]:
@@ -222,17 +224,6 @@ def registry_rows(engine: Engine) -> dict[str, list[Any]]:
             "exclusions": conn.execute(select(exclusions)).all(),
             "record_sets": conn.execute(select(record_sets)).all(),
         }
-
-
-def last_event(engine: Engine) -> int:
-    with engine.connect() as conn:
-        return int(conn.execute(select(func.coalesce(func.max(registry_events.c.seq), 0))).scalar_one())
-
-
-def events_since(engine: Engine, seq: int) -> list[Any]:
-    with engine.connect() as conn:
-        return conn.execute(select(registry_events).where(registry_events.c.seq > seq)
-                            .order_by(registry_events.c.seq)).all()
 
 
 def object_row(engine: Engine, kind: str, object_id: str) -> Any:

@@ -8,6 +8,7 @@ from sqlalchemy import Engine, insert, select, update
 
 from gateway.domain import Consent, ConsentPurpose
 from gateway.storage.agreements import _iso, _utc, new_id
+from gateway.storage.changes import record_change
 from gateway.storage.database import utcnow
 from gateway.storage.pagination import envelope, page
 from gateway.storage.tables import consent_requests, consents
@@ -47,6 +48,7 @@ def create_consent(engine: Engine, **fields: Any) -> dict[str, Any]:
     values = _consent_values(**fields)
     with engine.begin() as conn:
         conn.execute(insert(consents).values(**values))
+        record_change(conn, "consent_changed", values["id"], values["agreement_id"])
     return consent_json(values)
 
 
@@ -76,8 +78,9 @@ def active_consents(engine: Engine) -> list[Consent]:
 
 def revoke_consent(engine: Engine, consent_id: str) -> dict[str, Any] | None:
     with engine.begin() as conn:
-        conn.execute(update(consents).where(consents.c.id == consent_id, consents.c.revoked_at.is_(None))
-                     .values(revoked_at=utcnow()))
+        if conn.execute(update(consents).where(consents.c.id == consent_id, consents.c.revoked_at.is_(None))
+                        .values(revoked_at=utcnow())).rowcount:
+            record_change(conn, "consent_changed", consent_id)
     return get_consent(engine, consent_id)
 
 
@@ -145,6 +148,7 @@ def approve_request(engine: Engine, request_id: str, evidence_reference: str, ev
             row.agreement_id, list(row.item_ids), [row.destination_id], row.purpose, evidence_reference,
             evidence_sha256, granted_by, valid_until=valid_until, consent_request_id=request_id)
         conn.execute(insert(consents).values(**values))
+        record_change(conn, "consent_changed", values["id"], row.agreement_id)
         conn.execute(update(consent_requests).where(consent_requests.c.id == request_id).values(
             status="approved", resolved_at=utcnow(), resolved_by=granted_by, consent_id=values["id"]))
     return consent_json(values)

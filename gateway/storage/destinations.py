@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import Engine, delete, insert, select, update
 
 from gateway.domain import ApiFormat, Destination
+from gateway.storage.changes import record_change
 from gateway.storage.database import utcnow
 from gateway.storage.tables import destinations
 
@@ -44,6 +45,7 @@ def upsert_destination(engine: Engine, destination: Destination) -> bool:
     values = to_json(destination)
     with engine.begin() as conn:
         exists = conn.execute(select(destinations.c.id).where(destinations.c.id == destination.id)).first()
+        record_change(conn, "destination_changed", destination.id)
         if exists:
             conn.execute(update(destinations).where(destinations.c.id == destination.id).values(**values))
             return False
@@ -53,4 +55,5 @@ def upsert_destination(engine: Engine, destination: Destination) -> bool:
 
 def delete_destination(engine: Engine, destination_id: str) -> bool:
     with engine.begin() as conn:
+        record_change(conn, "destination_changed", destination_id)
         return conn.execute(delete(destinations).where(destinations.c.id == destination_id)).rowcount > 0

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import Engine, delete, insert, select
 
+from gateway.storage.changes import record_change
 from gateway.storage.database import utcnow
 from gateway.storage.tables import policy_documents
 
@@ -22,8 +23,10 @@ def store_policy(engine: Engine, document: dict[str, Any], updated_by: str) -> N
         conn.execute(delete(policy_documents).where(policy_documents.c.id == 1))
         conn.execute(insert(policy_documents).values(id=1, document=document, updated_at=utcnow(),
                                                      updated_by=updated_by))
+        record_change(conn, "policy_changed", "policy")
 
 
 def clear_policy(engine: Engine) -> bool:
     with engine.begin() as conn:
+        record_change(conn, "policy_changed", "policy")
         return conn.execute(delete(policy_documents).where(policy_documents.c.id == 1)).rowcount > 0

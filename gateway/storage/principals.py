@@ -9,6 +9,7 @@ from sqlalchemy import Engine, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from gateway.domain import Principal
+from gateway.storage.changes import record_change
 from gateway.storage.database import utcnow
 from gateway.storage.pagination import envelope, page
 from gateway.storage.tables import gateway_keys, principals
@@ -48,6 +49,7 @@ def delete_principal(engine: Engine, principal_id: str) -> bool:
     """Remove the principal and every key it holds."""
     with engine.begin() as conn:
         conn.execute(delete(gateway_keys).where(gateway_keys.c.principal_id == principal_id))
+        record_change(conn, "principal_removed", principal_id)
         return conn.execute(delete(principals).where(principals.c.id == principal_id)).rowcount > 0
 
 
@@ -77,6 +79,7 @@ def delete_key(engine: Engine, key_id: str) -> str | None:
         if row is None:
             return None
         conn.execute(delete(gateway_keys).where(gateway_keys.c.id == key_id))
+        record_change(conn, "key_removed", key_id)
         return str(row.key_hash)
 
 
