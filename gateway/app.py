@@ -21,6 +21,7 @@ from starlette.types import Receive, Scope, Send
 from gateway.errors import GatewayError, InvalidRequest, NotFound
 from gateway.routes import ops, proxy
 from gateway.routes.admin import router as admin_router
+from gateway.routes.admin.changes import AuditAdminChanges
 from gateway.services import Services
 from gateway.settings import Settings, load_settings
 
@@ -109,6 +110,7 @@ def create_app(settings: Settings | None = None, *, environ: Mapping[str, str] |
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
+    app.add_middleware(AuditAdminChanges)
     return ShuhiApp(app, Router(routes=proxy.routes()))
 
 

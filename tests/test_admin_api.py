@@ -134,3 +134,24 @@ def test_invalid_destination_is_422(gateway: Gateway, body: dict) -> None:  # ty
 def test_openapi_document_is_served(gateway: Gateway) -> None:
     spec = httpx.get(gateway.url + "/openapi.json").json()
     assert "/admin/v1/principals" in spec["paths"] and "/admin/v1/destinations" in spec["paths"]
+
+
+def test_every_admin_change_is_in_the_audit_log_without_content(gateway: Gateway) -> None:
+    legal = gateway.admin.post("/admin/v1/tokens", json={"role": "legal"}).json()
+    with httpx.Client(base_url=gateway.url, headers={"authorization": f"Bearer {legal['token']}"}) as as_legal:
+        assert as_legal.post("/admin/v1/agreements", json={
+            "id": "nda-audit", "title": "T", "counterparty": "C", "purpose": "P", "effective_date": "2026-01-01",
+            "term_years": 1, "survival_years": 1}).status_code == 201
+        assert as_legal.post("/admin/v1/principals", json={"id": "refused"}).status_code == 403
+    gateway.admin.post("/admin/v1/principals", json={"id": "kept-out-of-log"})
+    records = gateway.admin.get("/admin/v1/audit", params={"limit": 100}).json()["data"]
+    admin = [r for r in records if r["kind"] == "admin"]
+    actions = [(r["action"], r.get("actor_role"), r.get("target")) for r in admin]
+    assert ("create_token", "admin", None) in actions
+    assert ("create_agreement", "legal", None) in actions
+    assert ("create_principal", "admin", None) in actions
+    assert not any(a == "create_principal" and role == "legal" for a, role, _ in actions)  # refused: no change
+    created = next(r for r in admin if r["action"] == "create_agreement")
+    assert created["actor"] == legal["id"]
+    assert "kept-out-of-log" not in str(records) and legal["token"] not in str(records)
+    assert gateway.admin.get("/admin/v1/audit/verify").json()["ok"] is True

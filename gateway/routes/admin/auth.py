@@ -39,6 +39,8 @@ def require(*roles: str) -> Callable[[Request], Admin]:
         if role not in allowed:
             raise Forbidden(f"ロール '{role}' にはこの操作の権限がありません。 / The role '{role}' may not do this.",
                             code="role_forbidden")
-        return Admin(token_id=token_id, role=role)
+        caller = Admin(token_id=token_id, role=role)
+        request.state.admin = caller  # for the audit record of the change (routes/admin/changes.py)
+        return caller
 
     return dependency
