@@ -211,6 +211,58 @@ def policy_check(file: str) -> None:
     click.echo(f"OK: {file}")
 
 
+@main.group(help="監査ログ / The audit log: verify, export, prune.")
+def audit() -> None:
+    pass
+
+
+@audit.command("verify", help="ハッシュチェーンを検証する / Verify the hash chain end to end (exit 1 if broken).")
+@click.option("--expected-head", default=None, help="a head hash kept elsewhere: also detects a cut tail")
+@click.pass_context
+def audit_verify(ctx: click.Context, expected_head: str | None) -> None:
+    from gateway.storage import audit_log
+
+    result = audit_log.verify(_engine(ctx), expected_head)
+    click.echo(json.dumps(result, ensure_ascii=False))
+    ctx.exit(0 if result["ok"] else 1)
+
+
+@audit.command("export", help="監査ログを書き出す / Export the audit log as JSONL or CSV.")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
+@click.option("--since", default=None, help="ISO 8601 time")
+@click.option("--until", default=None, help="ISO 8601 time")
+@click.option("--principal", default=None)
+@click.option("--agreement-id", default=None)
+@click.option("--decision", default=None)
+@click.option("--kind", type=click.Choice(["decision", "outcome", "admin"]), default=None)
+@click.option("--output", type=click.File("wb"), default="-")
+@click.pass_context
+def audit_export(ctx: click.Context, fmt: str, since: str | None, until: str | None, principal: str | None,
+                 agreement_id: str | None, decision: str | None, kind: str | None, output: Any) -> None:
+    from gateway.audit import parse_at
+    from gateway.storage import audit_log
+
+    try:
+        filters = audit_log.Filters(since=parse_at(since) if since else None, until=parse_at(until) if until else None,
+                                    principal=principal, agreement_id=agreement_id, decision=decision, kind=kind)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    export = audit_log.export_jsonl if fmt == "jsonl" else audit_log.export_csv
+    for block in export(_engine(ctx), filters):
+        output.write(block)
+
+
+@audit.command("prune", help="保存期間を過ぎた記録を削除する / Delete records older than N days; the chain stays "
+                             "verifiable from a checkpoint.")
+@click.option("--days", required=True, type=click.IntRange(1))
+@click.pass_context
+def audit_prune(ctx: click.Context, days: int) -> None:
+    from gateway.storage import audit_log
+
+    click.echo(json.dumps(audit_log.prune(_engine(ctx), days, actor="cli", actor_role="admin"), ensure_ascii=False,
+                          default=str))
+
+
 def _engine(ctx: click.Context) -> Any:
     from gateway.storage.database import migrate as run_migrations
     from gateway.storage.database import open_engine

@@ -131,6 +131,15 @@ def _delta_text(endpoint: Endpoint, event: str | None, data: dict[str, Any]) -> 
     return "".join(pieces)
 
 
+def _usage(data: dict[str, Any]) -> dict[str, Any] | None:
+    """Token usage as each format reports it in a stream (chat's last chunk, Responses' completed
+    response, Anthropic's message_start and message_delta)."""
+    for holder in (data, data.get("response"), data.get("message")):
+        if isinstance(holder, dict) and isinstance(holder.get("usage"), dict):
+            return holder["usage"]  # type: ignore[no-any-return]
+    return None
+
+
 def _closes(endpoint: Endpoint, data: dict[str, Any]) -> bool:
     if endpoint is Endpoint.MESSAGES:
         return data.get("type") == "message_delta"
@@ -154,6 +163,7 @@ class StreamWatcher:
         self.closed = False
         self._buffer = b""
         self._text: list[str] = []
+        self.usage: dict[str, Any] | None = None
 
     @property
     def text(self) -> str:
@@ -192,6 +202,9 @@ class StreamWatcher:
         if not isinstance(data, dict):
             return raw
         self._text.append(_delta_text(self.endpoint, name, data))
+        found = _usage(data)
+        if found is not None:
+            self.usage = {**(self.usage or {}), **found}
         if not _closes(self.endpoint, data):
             return raw
         self.closed = True

@@ -54,6 +54,7 @@ class Ports:
     register_derived: Callable[[DerivedOutput], Awaitable[tuple[str, ...]]]
     open_consent_request: Callable[[ConsentScope, str, str], Awaitable[str]]
     audit: Callable[[dict[str, Any]], Awaitable[None]]
+    audit_later: Callable[[dict[str, Any]], None]
     record_upload: Callable[[str, str, str, str, str, list[dict[str, Any]]], Awaitable[None]]
     find_upload: Callable[[str], Awaitable[dict[str, Any] | None]]
     files_destination: str | None = None
@@ -250,13 +251,30 @@ async def run(call: ProviderCall, ports: Ports) -> Outcome:
             answer.headers += Marking(marked, decision.id).headers()
         answer.chunks = _watched(answer.chunks, call, outcome, marked, principal, ports, started)
         return outcome
+    usage: Any = None
     if answer.status < 300 and answer.is_json:
         parsed = _parse_answer(answer, destination)
         if seen.upload is not None and isinstance(parsed, dict) and isinstance(parsed.get("id"), str):
             await ports.record_upload(parsed["id"], destination.id, principal.id, seen.upload.purpose, decision.id,
                                       [match_json(m) for m in matches if m.agreement_id])
         await _mark_whole(parsed, answer, call, outcome, marked, principal, ports)
+        usage = parsed.get("usage") if isinstance(parsed, dict) else None
+    ports.audit_later(outcome_record(outcome, answer.status, usage, started))
     return outcome
+
+
+def outcome_record(outcome: Outcome, status: int, usage: Any, started: float) -> dict[str, Any]:
+    """The audit record written after the destination answered (not awaited: the decision record came first)."""
+    marking = outcome.marking
+    return {
+        "kind": "outcome", "decision_id": outcome.decision.id, "principal": outcome.principal.id,
+        "destination": outcome.destination.id, "model": (outcome.payload or {}).get("model"),
+        "decision": outcome.decision.kind.value, "upstream_status": status,
+        "usage": usage if isinstance(usage, dict) else None,
+        "latency_ms": (time.perf_counter() - started) * 1000,
+        "marking": marking.field() if marking else None,
+        "derived_item_id": marking.derived_item_ids[0] if marking and marking.derived_item_ids else None,
+    }
 
 
 def _output_agreements(text: str, call: ProviderCall, outcome: Outcome, ports: Ports) -> tuple[str, ...]:
@@ -334,6 +352,7 @@ async def _watched(chunks: AsyncIterator[bytes], call: ProviderCall, outcome: Ou
     if derived_ids:
         await ports.register_derived(DerivedOutput(
             watcher.text, marked, _categories(outcome.decision, marked), outcome.decision.id, derived_ids))
+    ports.audit_later(outcome_record(outcome, 200, watcher.usage, started))
 
 
 def _parse_answer(answer: UpstreamResponse, destination: Destination) -> Any:

@@ -8,6 +8,7 @@ runs every second.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import sys
@@ -104,6 +105,7 @@ class Services:
     def __init__(self, settings: Settings, environ: Mapping[str, str]) -> None:
         self.settings = settings
         self.environ = environ
+        self._pending: set[asyncio.Future[None]] = set()
 
     def open(self) -> None:
         """Synchronous part of start-up (run in a thread): store, schema, secret, snapshots."""
@@ -130,7 +132,8 @@ class Services:
             secret=self.secret, key_cache=KeyCache(settings.key_cache_seconds), lookup_key=self._lookup_key,
             router=self.router, forwarder=self.forwarder, facts=self.facts, policy=self.policies.current,
             scan=self.registry.scan, register_derived=self._register_derived,
-            open_consent_request=self._open_consent_request, audit=self._audit, record_upload=self._record_upload,
+            open_consent_request=self._open_consent_request, audit=self._audit, audit_later=self._audit_later,
+            record_upload=self._record_upload,
             find_upload=self._find_upload, files_destination=settings.files_destination)
 
     async def start(self) -> None:
@@ -138,6 +141,8 @@ class Services:
         await self.audit_log.start()
 
     async def aclose(self) -> None:
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
         await self.audit_log.aclose()
         await self.forwarder.aclose()
         self.engine.dispose()
@@ -175,6 +180,17 @@ class Services:
 
     async def _audit(self, fields: dict[str, Any]) -> None:
         await self.audit_log.append(fields)
+
+    def _audit_later(self, fields: dict[str, Any]) -> None:
+        """Outcome records: queued at once, committed with the next batch, not awaited by the response."""
+        task = asyncio.ensure_future(self._audit(fields))
+        self._pending.add(task)
+        task.add_done_callback(self._settled)
+
+    def _settled(self, task: asyncio.Future[None]) -> None:
+        self._pending.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("outcome record not written: %s", type(task.exception()).__name__)
 
     async def _open_consent_request(self, scope: ConsentScope, principal_id: str, decision_id: str) -> str:
         return await anyio.to_thread.run_sync(

@@ -175,3 +175,42 @@ def test_policy_check(run_dir: Path) -> None:
     broken.write_text("version: 1\nactions:\n  default: {third_party: shrug}\n")
     bad = subprocess.run(SHUHI + ["policy", "check", str(broken)], capture_output=True, text=True)
     assert bad.returncode == 1 and "third_party" in bad.stderr
+
+
+def test_audit_verify_and_export_from_the_cli(run_dir: Path, upstream) -> None:  # type: ignore[no-untyped-def]
+    from gateway.app import create_app
+    from tests.conftest import ADMIN_TOKEN, UPSTREAM_KEYS, ServerThread, gateway_settings
+
+    url = f"sqlite:///{run_dir / 'audited.db'}"
+    server = ServerThread(create_app(gateway_settings(url, upstream), environ=dict(UPSTREAM_KEYS)))
+    server.start()
+    try:
+        admin = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+        httpx.post(server.url + "/admin/v1/principals", json={"id": "p"}, headers=admin)
+        key = httpx.post(server.url + "/admin/v1/keys", json={"principal": "p"}, headers=admin).json()["key"]
+        for _ in range(3):
+            httpx.post(server.url + "/v1/chat/completions", headers={"authorization": f"Bearer {key}"},
+                       json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}]})
+    finally:
+        server.stop()
+    env = {**os.environ, "SHUHI_DATABASE_URL": url}
+    verified = subprocess.run(SHUHI + ["audit", "verify"], env=env, capture_output=True, text=True)
+    assert verified.returncode == 0 and json.loads(verified.stdout)["ok"] is True
+    exported = subprocess.run(SHUHI + ["audit", "export", "--format", "jsonl"], env=env, capture_output=True,
+                              text=True, check=True)
+    records = [json.loads(line) for line in exported.stdout.splitlines()]
+    kinds = [r["kind"] for r in records]
+    assert kinds.count("decision") == 3 and kinds.count("outcome") == 3 and "admin" in kinds
+    outcome = next(r for r in records if r["kind"] == "outcome")
+    assert outcome["upstream_status"] == 200 and outcome["usage"]["total_tokens"] > 0 and "hello" not in exported.stdout
+    decisions = subprocess.run(SHUHI + ["audit", "export", "--format", "csv", "--decision", "allow",
+                                         "--kind", "decision"], env=env,
+                               capture_output=True, text=True, check=True)
+    assert len(decisions.stdout.strip().splitlines()) == 1 + 3
+    import sqlite3
+
+    with sqlite3.connect(run_dir / "audited.db") as db:  # an auditor's nightmare: someone edits a decision
+        db.execute("UPDATE audit_log SET decision = 'block' WHERE seq = (SELECT min(seq) FROM audit_log "
+                   "WHERE kind = 'decision')")
+    broken = subprocess.run(SHUHI + ["audit", "verify"], env=env, capture_output=True, text=True)
+    assert broken.returncode == 1 and json.loads(broken.stdout)["first_bad"]["reason"] == "edited"

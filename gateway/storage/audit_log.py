@@ -129,7 +129,8 @@ def _at_param(conn: Connection, at: str) -> Any:
 def _seal(conn: Connection, prepared: list[Record]) -> list[Record]:
     """Chain and insert prepared records after the head; the caller holds the lock and commits.
 
-    Plain `executemany` on the driver: on the request path every microsecond per record counts.
+    Plain driver statements (SQLite `executemany`, PostgreSQL COPY): on the request path every
+    microsecond per record counts.
     """
     head = _head(conn)
     seq, prev, rows, tags, sealed = head.seq, head.hash, [], [], []
