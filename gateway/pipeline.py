@@ -51,6 +51,7 @@ class Ports:
     facts: FactsHolder
     policy: Callable[[], Policy]
     scan: Callable[[Sequence[TextPart]], list[Match]]
+    scan_for: Callable[[str, Sequence[TextPart]], list[Match]]
     register_derived: Callable[[DerivedOutput], Awaitable[tuple[str, ...]]]
     open_consent_request: Callable[[ConsentScope, str, str], Awaitable[str]]
     audit: Callable[[dict[str, Any]], Awaitable[None]]
@@ -133,10 +134,10 @@ def _files_destination(call: ProviderCall, ports: Ports) -> Destination:
     return destination
 
 
-async def _scan(parts: Sequence[TextPart], ports: Ports) -> list[Match]:
+async def _scan(principal: Principal, parts: Sequence[TextPart], ports: Ports) -> list[Match]:
     if sum(len(p.text) for p in parts) <= INLINE_SCAN_CHARS:
-        return ports.scan(parts)
-    return await anyio.to_thread.run_sync(ports.scan, parts)
+        return ports.scan_for(principal.id, parts)
+    return await anyio.to_thread.run_sync(ports.scan_for, principal.id, parts)
 
 
 def match_json(match: Match) -> dict[str, Any]:
@@ -216,7 +217,7 @@ async def run(call: ProviderCall, ports: Ports) -> Outcome:
     principal = await authenticate(call.key, ports.secret, ports.key_cache, ports.lookup_key)
     seen = await _inspect(call, ports)
     destination, payload, extraction = seen.destination, seen.payload, seen.extraction
-    matches = seen.inherited + await _scan(extraction.parts, ports)
+    matches = seen.inherited + await _scan(principal, extraction.parts, ports)
     facts = ports.facts.current
     policy = ports.policy()
     evaluation = evaluate(DecisionInput(

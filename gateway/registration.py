@@ -10,6 +10,7 @@ secret (`keyring.seal`); item text is never stored at all.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import logging
@@ -21,12 +22,14 @@ import orjson
 from sqlalchemy import Engine
 
 from gateway.convert import to_text
-from gateway.detection.registry import Registry, ScanResult
+from gateway.detection.accumulate import PrincipalWindow
+from gateway.detection.registry import Registry
 from gateway.domain import Category, Match, TextPart
 from gateway.errors import UnprocessableEntity
 from gateway.keyring import seal, unseal
 from gateway.rwlock import ReadWriteLock
 from gateway.scan import scan as scan_parts
+from gateway.scan import scan_result
 from gateway.storage import agreements as store
 
 log = logging.getLogger("shuhi.registry")
@@ -53,10 +56,12 @@ class Material:
 class RegistryService:
     """The process's registry behind a readers-writer lock, loaded from and synced with the store."""
 
-    def __init__(self, engine: Engine, secret: bytes) -> None:
+    def __init__(self, engine: Engine, secret: bytes, accumulation_window_seconds: float = 0) -> None:
         self.engine = engine
         self.secret = secret
         self.registry = Registry(secret)
+        self.window = (PrincipalWindow(accumulation_window_seconds, self.registry.item_size)
+                       if accumulation_window_seconds > 0 else None)
         self.lock = ReadWriteLock()
         self._applied: set[str] = set()
         self._matchable: set[str] = set()  # items and record sets: while empty, nothing can match
@@ -69,9 +74,18 @@ class RegistryService:
         with self.lock.reading():
             return scan_parts(parts, self.registry)
 
-    def scan_result(self, parts: Sequence[TextPart]) -> ScanResult:
+    def scan_for(self, principal_id: str, parts: Sequence[TextPart]) -> list[Match]:
+        """`scan`, with each item's coverage raised to what this principal sent of it within the window:
+        an item leaked a paragraph per request adds up across requests."""
+        if not self._matchable:
+            return []
         with self.lock.reading():
-            return self.registry.scan(parts)
+            result = scan_result(parts, self.registry)
+            if self.window is None or not result.item_hits:
+                return list(result.matches)
+            accumulated = self.window.observe(principal_id, result.item_hits)
+        return [dataclasses.replace(m, item_coverage=max(m.item_coverage, accumulated.get(m.item_id, 0.0)))
+                if m.item_id in accumulated else m for m in result.matches]
 
     # -- loading and syncing ------------------------------------------------------------------------
     def load(self) -> None:

@@ -25,7 +25,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from gateway.detection.registry import Registry
+from gateway.detection.registry import Registry, ScanResult
 from gateway.domain import Match, TextPart
 
 __all__ = ["MAX_DEPTH", "scan"]
@@ -205,21 +205,27 @@ def _decoded_layers(layer: _Layer, depth: int, budget: list[int]) -> list[_Layer
 
 def scan(parts: Sequence[TextPart], registry: Registry) -> list[Match]:
     """All matches of a request, including those hidden in encoded text."""
+    return list(scan_result(parts, registry).matches)
+
+
+def scan_result(parts: Sequence[TextPart], registry: Registry) -> ScanResult:
+    """`scan`, keeping the per-item fingerprint hits that cross-request accumulation needs."""
     layers = [_Layer(i, part.text, _identity, ()) for i, part in enumerate(parts)]
     budget = [MAX_LAYERS]
     for i, part in enumerate(parts):
         if _maybe_encoded(part.text):
             layers.extend(_decoded_layers(layers[i], 1, budget))
     if len(layers) == len(parts):
-        return list(registry.scan(parts).matches)
+        return registry.scan(parts)
     virtual = [TextPart(location=str(n), text=layer.text, role=parts[layer.part].role) for n, layer in enumerate(layers)]
     found: list[Match] = []
-    for match in registry.scan(virtual).matches:
+    result = registry.scan(virtual)
+    for match in result.matches:
         layer = layers[int(match.location)]
         start, end = layer.to_part(match.start, match.end)
         found.append(replace(match, location=parts[layer.part].location, start=start, end=end,
                              encoding=">".join(layer.chain) or None))
-    return _dedupe(found)
+    return replace(result, matches=tuple(_dedupe(found)))
 
 
 def _dedupe(matches: list[Match]) -> list[Match]:

@@ -122,7 +122,7 @@ class Services:
         self.router = Router(destinations.all_destinations(self.engine))
         self.facts = FactsHolder()
         self.refresh_policy_facts()
-        self.registry = RegistryService(self.engine, self.secret)
+        self.registry = RegistryService(self.engine, self.secret, settings.accumulation_window_seconds)
         self.registry.load()
         self.policies = Policies(self.engine, policy_path(settings))
         self.policies.refresh()
@@ -131,7 +131,7 @@ class Services:
         self.ports = Ports(
             secret=self.secret, key_cache=KeyCache(settings.key_cache_seconds), lookup_key=self._lookup_key,
             router=self.router, forwarder=self.forwarder, facts=self.facts, policy=self.policies.current,
-            scan=self.registry.scan, register_derived=self._register_derived,
+            scan=self.registry.scan, scan_for=self.registry.scan_for, register_derived=self._register_derived,
             open_consent_request=self._open_consent_request, audit=self._audit, audit_later=self._audit_later,
             record_upload=self._record_upload,
             find_upload=self._find_upload, files_destination=settings.files_destination)

@@ -53,6 +53,43 @@ def _aware(value: dt.datetime | None) -> dt.datetime | None:
     return value.replace(tzinfo=dt.UTC) if value is not None and value.tzinfo is None else value
 
 
+def _inlined(schema: Any, defs: dict[str, Any]) -> Any:
+    """A pydantic JSON schema with its `$defs` references replaced by the definitions themselves."""
+    if isinstance(schema, dict):
+        ref = schema.get("$ref", "")
+        if ref.startswith("#/$defs/"):
+            return _inlined(defs[ref.removeprefix("#/$defs/")], defs)
+        return {k: _inlined(v, defs) for k, v in schema.items() if k != "$defs"}
+    if isinstance(schema, list):
+        return [_inlined(v, defs) for v in schema]
+    return schema
+
+
+def _json_schema(model: type[BaseModel]) -> dict[str, Any]:
+    schema = model.model_json_schema()
+    return _inlined(schema, schema.get("$defs", {}))  # type: ignore[no-any-return]
+
+
+def _item_body_doc() -> dict[str, Any]:
+    """The two bodies `register_item` parses itself, for the OpenAPI document (FastAPI cannot see them)."""
+    fields = _json_schema(ItemIn)
+    form = {name: {"type": "string"} for name in fields["properties"]}
+    form["category"] = fields["properties"]["category"]
+    form["terms"] = {"type": "string", "description": "a JSON array of terms, or one term a line"}
+    form["file"] = {"type": "string", "format": "binary", "description": "the material (text, PDF, DOCX, …)"}
+    return {"requestBody": {"required": True, "content": {
+        "application/json": {"schema": fields},
+        "multipart/form-data": {"schema": {"type": "object", "properties": form, "required": ["title", "category"]}},
+    }}}
+
+
+RECORD_SET_BODY_DOC = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["file", "columns"], "properties": {
+        "file": {"type": "string", "format": "binary", "description": "CSV (UTF-8 or Shift_JIS) or XLSX"},
+        "columns": {"type": "string", "description": "a JSON array of the header names to match"},
+        "min_cells": {"type": "integer", "default": 2, "description": "cells of one row a match needs"}}}}}}}
+
+
 def _service(request: Request) -> RegistryService:
     return request.app.state.registry_service  # type: ignore[no-any-return]
 
@@ -106,7 +143,7 @@ async def _multipart_item(form: Any) -> tuple[ItemIn, bytes | None, str | None]:
     return body, None, None
 
 
-@router.post("/agreements/{agreement_id}/items", status_code=201)
+@router.post("/agreements/{agreement_id}/items", status_code=201, openapi_extra=_item_body_doc())
 async def register_item(agreement_id: str, request: Request,
                         _: Admin = Depends(require("legal"))) -> dict[str, Any]:
     """JSON `{title, category, text?, terms?, …}` or multipart with `file` and the same fields."""
@@ -208,7 +245,7 @@ def _table(data: bytes, filename: str) -> list[list[str]]:
     return [row for row in csv.reader(io.StringIO(text))]
 
 
-@router.post("/agreements/{agreement_id}/record-sets", status_code=201)
+@router.post("/agreements/{agreement_id}/record-sets", status_code=201, openapi_extra=RECORD_SET_BODY_DOC)
 async def add_record_set(agreement_id: str, request: Request,
                          _: Admin = Depends(require("legal"))) -> dict[str, Any]:
     """Multipart `file` (CSV/XLSX) + `columns` (JSON array of header names) + `min_cells` (default 2)."""
