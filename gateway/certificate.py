@@ -2,7 +2,7 @@
 
 `render` takes the certificate exactly as the API returns it and escapes every value it shows:
 titles, names and reasons were typed by people. The document lists ids, counts and SHA-256
-hashes of the originals and never any text of the material, which the gateway never stored.
+hashes of the originals and never any text of the material.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def _when(value: Any) -> str:
     if not isinstance(value, str):
         return _e(value)
     try:
-        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        moment = dt.datetime.fromisoformat(value)
     except ValueError:
         return _e(value)
     if moment.tzinfo is None:
@@ -98,13 +98,15 @@ def _statement(certificate: Mapping[str, Any]) -> str:
     return (
         f"<p>当ゲートウェイは、契約 <code>{agreement_id}</code> の第8条に基づき、同契約の下に登録された"
         "秘密情報の識別データ（フィンガープリント、暗号化して保管していた用語及びデータ、派生物として登録された生成物を含む）"
-        "並びに適用除外の登録を、下記のとおり廃棄したことを証明します。秘密情報の本文は当ゲートウェイに保存されておらず、"
+        "並びに適用除外の登録を、下記のとおり廃棄したことを証明します。資料の本文は当ゲートウェイに保存されていません"
+        "（用語、レコードセットのデータ及び適用除外の文面は暗号化して保管されており、これらも削除しました）。"
         "下記の SHA-256 は登録時に受領した原本のハッシュ値です。</p>"
         f'<p class="en">This gateway certifies that, under Article 8 of agreement '
         f"<code>{agreement_id}</code>, it destroyed the identifying data of the confidential information registered "
         "under that agreement (fingerprints, terms and data kept encrypted, and outputs registered as derived items) "
-        "and its registered exclusions, as listed below. The gateway never stored the text of the material; each "
-        "SHA-256 below is the hash of the original as received at registration.</p>")
+        "and its registered exclusions, as listed below. The gateway never stored the text of items; terms, "
+        "record-set cells and exclusion texts were kept encrypted and are deleted too. Each SHA-256 below is the "
+        "hash of the original as received at registration.</p>")
 
 
 def _verification(certificate: Mapping[str, Any]) -> str:

@@ -7,7 +7,7 @@ change within a second. Until the in-memory removal the material still matches, 
 gap fails closed: a prompt is refused a moment longer, never let through early.
 
 A certificate holds ids, titles, counts and SHA-256 hashes of the originals, never their
-text (the gateway never stored it). `content_sha256` covers the certificate's own fields and
+text. `content_sha256` covers the certificate's own fields and
 is written into the audit record, whose id and hash (the chain head right after it) the
 certificate carries: `GET /admin/v1/audit/verify?expected_head=<audit_chain_head>` proves the
 record is still in an intact chain.

@@ -170,7 +170,7 @@ class RegistryService:
         disclosed_at = material.disclosed_at or dt.datetime.now(dt.UTC)
         if material.written_notice_at is not None:
             check_written_notice(disclosed_at, material.written_notice_at)
-        created = store.create_item(self.engine, {
+        created = _stored(store.create_item, self.engine, {
             "id": item_id, "agreement_id": agreement_id, "title": material.title,
             "category": material.category.value, "source": _source(material), "filename": material.filename,
             "provisional": provisional, "disclosed_at": disclosed_at, "written_notice_at": material.written_notice_at,
@@ -216,7 +216,7 @@ class RegistryService:
         exclusion_id = store.new_id("excl")
         scratch = Registry(self.secret)
         count = scratch.add_exclusion(exclusion_id, agreement_id, text)
-        created = store.create_exclusion(self.engine, {
+        created = _stored(store.create_exclusion, self.engine, {
             "id": exclusion_id, "agreement_id": agreement_id, "reason": reason, "chars": len(text),
             "sha256": hashlib.sha256(text.encode()).hexdigest(), "fingerprint_count": count,
             "text_sealed": seal(self.secret, text.encode(), EXCLUSION)})
@@ -229,7 +229,7 @@ class RegistryService:
                        filename: str | None, digest: str) -> dict[str, Any]:
         """Structured rows matched as exact data: `min_cells` cells of one row together make a match."""
         record_set_id = store.new_id("rset")
-        created = store.create_record_set(self.engine, {
+        created = _stored(store.create_record_set, self.engine, {
             "id": record_set_id, "agreement_id": agreement_id, "filename": filename, "columns": columns,
             "min_cells": min_cells, "rows": len(rows), "sha256": digest,
             "cells": seal(self.secret, orjson.dumps(rows), CELLS)})
@@ -238,6 +238,16 @@ class RegistryService:
             self._applied.add(record_set_id)
             self._matchable.add(record_set_id)
         return created
+
+
+def _stored(create: Any, engine: Engine, values: dict[str, Any]) -> dict[str, Any]:
+    """Store new material; an agreement destroyed meanwhile (Article 8) refuses it."""
+    try:
+        return create(engine, values)  # type: ignore[no-any-return]
+    except store.AgreementDestroyed:
+        raise UnprocessableEntity(
+            f"契約 '{values['agreement_id']}' の資料は第8条により廃棄済みです。 / The material of agreement "
+            f"'{values['agreement_id']}' was destroyed under Article 8.", code="agreement_destroyed") from None
 
 
 def check_written_notice(disclosed_at: dt.datetime, written_notice_at: dt.datetime) -> None:

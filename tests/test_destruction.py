@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import io
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -29,7 +32,7 @@ from gateway.storage.tables import agreements, consent_requests, exclusions, ite
 from tests.conftest import ADMIN_TOKEN, UPSTREAM_KEYS, Gateway, ServerThread, gateway_settings
 from tests.test_articles_e2e import DESIGN, EXCERPT
 
-NDA = {"id": "nda-hikari", "title": "AI技術秘密保持契約（ヒカリ技研）", "counterparty": "ヒカリ技研株式会社",
+NDA: dict[str, Any] = {"id": "nda-hikari", "title": "AI技術秘密保持契約（ヒカリ技研）", "counterparty": "ヒカリ技研株式会社",
        "purpose": "推論基盤の共同評価", "effective_date": "2026-04-01", "term_years": 3, "survival_years": 2,
        "authorized_groups": ["rd"]}
 TITLE = 'Aurora <設計書> & "v2"'  # every value in the printable certificate is escaped
@@ -78,8 +81,9 @@ def engine(database_url: str) -> Iterator[sa.Engine]:
 
 def token(gateway: Gateway, role: str) -> httpx.Client:
     secret = gateway.admin.post("/admin/v1/tokens", json={"role": role}).json()["token"]
-    return gateway.closing(httpx.Client(base_url=gateway.url, headers={"authorization": f"Bearer {secret}"},
-                                        timeout=10))
+    client = httpx.Client(base_url=gateway.url, headers={"authorization": f"Bearer {secret}"}, timeout=10)
+    gateway.closing(client)
+    return client
 
 
 def chat(gateway: Gateway, key: str, model: str, text: str) -> Any:
@@ -265,6 +269,24 @@ def test_second_destroy_unknown_agreement_and_new_material(gateway: Gateway) -> 
         "agreement_not_found"
 
 
+def test_concurrent_destroys_certify_once(gateway: Gateway, engine: sa.Engine) -> None:
+    assert gateway.admin.post("/admin/v1/agreements", json=NDA).status_code == 201
+    gateway.admin.post(f"/admin/v1/agreements/{NDA['id']}/items", json={"title": "t", "category": "ai_technology",
+                                                                         "text": DESIGN})
+
+    def attempt(_: int) -> httpx.Response:
+        with httpx.Client(base_url=gateway.url, headers={"authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30) as c:
+            return c.post(f"/admin/v1/agreements/{NDA['id']}/destroy", json=DESTROY)
+
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(attempt, range(4)))
+    assert sorted(a.status_code for a in answers) == [201, 409, 409, 409]
+    [winner] = [a.json() for a in answers if a.status_code == 201]
+    assert {a.json()["error"]["certificate_id"] for a in answers if a.status_code == 409} == {winner["certificate_id"]}
+    assert len(stored(engine, destruction_certificates, NDA["id"])) == 1
+    assert audit_log.verify(engine, expected_head=winner["audit_chain_head"])["ok"] is True
+
+
 def test_only_legal_or_admin_may_destroy(gateway: Gateway, engine: sa.Engine) -> None:
     assert gateway.admin.post("/admin/v1/agreements", json=NDA).status_code == 201
     gateway.admin.post(f"/admin/v1/agreements/{NDA['id']}/items", json={"title": "t", "category": "ai_technology",
@@ -300,3 +322,11 @@ def test_other_replicas_follow_the_destruction(database_url: str, upstream: Upst
     finally:
         for server in servers:
             server.stop()
+
+
+@pytest.mark.parametrize("module", ["gateway.destroy", "gateway.certificate", "gateway.storage.destruction"])
+def test_destruction_logic_knows_nothing_of_http(module: str) -> None:
+    code = f"import sys, {module}; print(' '.join(sorted({{m.split('.')[0] for m in sys.modules}})))"
+    loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                check=True).stdout.split())
+    assert not loaded & {"fastapi", "starlette", "httpx", "aiohttp"}

@@ -16,6 +16,8 @@ FORBIDDEN = {
     "gateway.scan": {"fastapi", "starlette", "httpx", "aiohttp", "sqlalchemy", "redis"},
     "gateway.mark": {"fastapi", "starlette", "httpx", "aiohttp", "sqlalchemy"},
     "gateway.audit": {"fastapi", "starlette", "httpx", "aiohttp"},
+    "gateway.destroy": {"fastapi", "starlette", "httpx", "aiohttp"},
+    "gateway.certificate": {"fastapi", "starlette", "httpx", "aiohttp", "sqlalchemy"},
     "gateway.authenticate": {"fastapi", "starlette", "sqlalchemy", "aiohttp"},
     "gateway.extract": {"fastapi", "starlette", "httpx", "aiohttp", "sqlalchemy"},
     "gateway.routing": {"fastapi", "starlette", "httpx", "aiohttp", "sqlalchemy"},

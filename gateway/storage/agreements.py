@@ -118,11 +118,24 @@ _ITEM_VIEW = [c for c in items.c if c.name not in ("fingerprints", "terms")]
 _event = record_change
 
 
+class AgreementDestroyed(Exception):
+    """New material for an agreement whose material was destroyed (Article 8)."""
+
+
+def _live(conn: Any, agreement_id: str) -> None:
+    """Checked inside the registering transaction, so a destroy that finished a moment ago still wins."""
+    row = conn.execute(select(agreements.c.destroyed_at).where(agreements.c.id == agreement_id)
+                       .with_for_update()).first()
+    if row is not None and row.destroyed_at is not None:
+        raise AgreementDestroyed(agreement_id)
+
+
 def create_item(engine: Engine, values: dict[str, Any]) -> dict[str, Any]:
     """Store an item's fingerprints (and sealed terms) and log the change for every replica's registry."""
     row = {"filename": None, "provisional": False, "disclosed_at": None, "written_notice_at": None,
            "derived_from": None, "terms": None, "term_count": 0, **values, "created_at": utcnow()}
     with engine.begin() as conn:
+        _live(conn, row["agreement_id"])
         conn.execute(insert(items).values(**row))
         _event(conn, "item_added", row["id"], row["agreement_id"])
     found = get_item(engine, row["id"])
@@ -176,6 +189,7 @@ def delete_item(engine: Engine, item_id: str) -> dict[str, Any] | None:
 def create_exclusion(engine: Engine, values: dict[str, Any]) -> dict[str, Any]:
     row = {**values, "created_at": utcnow()}
     with engine.begin() as conn:
+        _live(conn, row["agreement_id"])
         conn.execute(insert(exclusions).values(**row))
         _event(conn, "exclusion_added", row["id"], row["agreement_id"])
     return exclusion_json(row)
@@ -197,6 +211,7 @@ def list_exclusions(engine: Engine, agreement_id: str) -> list[dict[str, Any]]:
 def create_record_set(engine: Engine, values: dict[str, Any]) -> dict[str, Any]:
     row = {**values, "created_at": utcnow()}
     with engine.begin() as conn:
+        _live(conn, row["agreement_id"])
         conn.execute(insert(record_sets).values(**row))
         _event(conn, "record_set_added", row["id"], row["agreement_id"])
     return record_set_json(row)

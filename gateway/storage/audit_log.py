@@ -98,7 +98,7 @@ def _sync_full(conn: Connection, on: bool) -> None:
 
 
 @contextlib.contextmanager
-def _chain_transaction(engine: Engine) -> Iterator[Connection]:
+def chain_transaction(engine: Engine) -> Iterator[Connection]:
     """A pooled connection in a chain transaction, durable on SQLite for this transaction only."""
     with engine.connect() as conn:
         _sync_full(conn, True)
@@ -126,7 +126,7 @@ def _at_param(conn: Connection, at: str) -> Any:
     return f"{at[:10]} {at[11:26]}" if conn.dialect.name == "sqlite" else parse_at(at)
 
 
-def _seal(conn: Connection, prepared: list[Record]) -> list[Record]:
+def seal_records(conn: Connection, prepared: list[Record]) -> list[Record]:
     """Chain and insert prepared records after the head; the caller holds the lock and commits.
 
     Plain driver statements (SQLite `executemany`, PostgreSQL COPY): on the request path every
@@ -176,8 +176,8 @@ def _unavailable(exc: BaseException) -> AuditUnavailable:
 def commit(engine: Engine, prepared: list[Record]) -> list[Record]:
     """Append prepared records in one transaction; raises AuditUnavailable, or IntegrityError on a reused id."""
     try:
-        with _chain_transaction(engine) as conn:
-            sealed = _seal(conn, prepared)
+        with chain_transaction(engine) as conn:
+            sealed = seal_records(conn, prepared)
             conn.commit()
         return sealed
     except IntegrityError:
@@ -301,7 +301,7 @@ class AuditLog:
                     self._conn = self.engine.connect()
                     _sync_full(self._conn, True)
                 _begin_chain(self._conn)
-                sealed = _seal(self._conn, prepared)
+                sealed = seal_records(self._conn, prepared)
                 self._conn.commit()
                 return sealed
             except IntegrityError:
@@ -496,7 +496,7 @@ def prune(engine: Engine, days: int, *, actor: str = "system", actor_role: str =
     Returns `{deleted, anchor: {seq, hash} | None, record_id}`.
     """
     cutoff = (now or dt.datetime.now(dt.UTC)) - dt.timedelta(days=days)
-    with _chain_transaction(engine) as conn:
+    with chain_transaction(engine) as conn:
         previous = _anchor(conn)
         first_kept = conn.execute(select(func.min(audit_log.c.seq)).where(audit_log.c.at >= cutoff)).scalar()
         last = _head(conn).seq if first_kept is None else first_kept - 1
@@ -505,7 +505,7 @@ def prune(engine: Engine, days: int, *, actor: str = "system", actor_role: str =
             conn.rollback()
             return {"deleted": 0, "anchor": None, "record_id": None}
         details = {"anchor_seq": last, "anchor_hash": anchor_hash, "days": days, "cutoff": format_at(cutoff)}
-        record = _seal(conn, [prepare({"kind": "admin", "actor": actor, "actor_role": actor_role,
+        record = seal_records(conn, [prepare({"kind": "admin", "actor": actor, "actor_role": actor_role,
                                        "action": "audit.prune", "target": "audit_log", "details": details})])[0]
         conn.execute(insert(audit_checkpoints).values(seq=last, hash=anchor_hash, created_at=parse_at(record["at"]),
                                                       record_id=record["id"]))

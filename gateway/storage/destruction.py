@@ -19,7 +19,7 @@ from sqlalchemy import JSON, Column, DateTime, Engine, String, Table, Text, dele
 from sqlalchemy.exc import IntegrityError
 
 from gateway.audit import Record, prepare
-from gateway.storage.audit_log import _chain_transaction, _seal
+from gateway.storage.audit_log import chain_transaction, seal_records
 from gateway.storage.changes import record_change
 from gateway.storage.tables import agreements, exclusions, items, metadata, record_sets
 
@@ -76,7 +76,7 @@ def destroy(engine: Engine, agreement_id: str, certify: Certify, now: dt.datetim
     Raises AgreementMissing, or AlreadyDestroyed when a certificate exists or `destroyed_at` is set.
     """
     try:
-        with _chain_transaction(engine) as conn:
+        with chain_transaction(engine) as conn:
             inventory = _inventory(conn, agreement_id, now or dt.datetime.now(dt.UTC))
             certificate, audit_fields = certify(inventory)
             record = _append(conn, {**audit_fields, "at": inventory.destroyed_at})
@@ -117,7 +117,7 @@ def _inventory(conn: Any, agreement_id: str, now: dt.datetime) -> Inventory:
 
 def _append(conn: Any, fields: dict[str, Any]) -> Record:
     """The admin record, chained after the head inside this (locked) transaction."""
-    return _seal(conn, [prepare(fields)])[0]
+    return seal_records(conn, [prepare(fields)])[0]
 
 
 def _delete_material(conn: Any, agreement_id: str) -> None:
@@ -127,8 +127,9 @@ def _delete_material(conn: Any, agreement_id: str) -> None:
 
 def _certificate_id_for(engine: Engine, agreement_id: str) -> str | None:
     with engine.connect() as conn:
-        return conn.execute(select(destruction_certificates.c.id)  # type: ignore[no-any-return]
-                            .where(destruction_certificates.c.agreement_id == agreement_id)).scalar()
+        found = conn.execute(select(destruction_certificates.c.id)
+                             .where(destruction_certificates.c.agreement_id == agreement_id)).scalar()
+    return found
 
 
 def get_certificate(engine: Engine, certificate_id: str) -> dict[str, Any] | None:

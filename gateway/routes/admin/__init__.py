@@ -2,11 +2,13 @@
 
 from fastapi import APIRouter
 
-from gateway.routes.admin import agreements, audit, consents, destinations, items, policy, principals, tokens
+from gateway.routes.admin import (
+    agreements, audit, consents, destinations, destruction, items, policy, principals, tokens,
+)
 
 
 def router() -> APIRouter:
     combined = APIRouter(prefix="/admin/v1")
-    for module in (agreements, items, consents, policy, audit, principals, destinations, tokens):
+    for module in (agreements, items, consents, policy, audit, destruction, principals, destinations, tokens):
         combined.include_router(module.router)
     return combined

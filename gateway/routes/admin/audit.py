@@ -52,7 +52,7 @@ def list_audit(request: Request, selected: store.Filters = Depends(filters),
                cursor: str | None = Query(None, description="`next_cursor` of the previous page"),
                _: Admin = auditor) -> dict[str, Any]:
     """Records in chain order: `{"data": [...], "next_cursor": ...}`."""
-    if cursor is not None and not (cursor.isdigit() and len(cursor) <= 18):
+    if cursor is not None and not (cursor.isascii() and cursor.isdigit() and len(cursor) <= 18):  # "³" is a digit
         raise InvalidRequest("cursor が不正です。 / The cursor is malformed.", code="invalid_cursor", param="cursor")
     with _store():
         return store.page(request.app.state.engine, selected, limit, int(cursor) if cursor else None)

@@ -97,7 +97,7 @@ def _service(request: Request) -> RegistryService:
 async def _form(request: Request) -> Any:
     limit = request.app.state.settings.max_body_bytes
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
+    if declared and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"アップロードが上限（{limit} バイト）を超えています。 / The upload exceeds {limit} bytes.")
     try:
         return await request.form(max_files=1, max_fields=50, max_part_size=limit)
