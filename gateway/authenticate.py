@@ -7,6 +7,7 @@ cached, so a key created a moment ago works on its first call.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
@@ -28,6 +29,7 @@ class KeyCache:
         self.ttl = ttl
         self.max_entries = max_entries
         self._entries: dict[str, tuple[Principal, float]] = {}
+        self.pending: dict[str, asyncio.Future[Principal | None]] = {}
 
     def get(self, key_hash: str) -> Principal | None:
         entry = self._entries.get(key_hash)
@@ -58,11 +60,17 @@ async def authenticate(key: str | None, secret: bytes, cache: KeyCache, lookup: 
         raise AuthenticationFailed(MISSING_KEY)
     key_hash = keyed_hash(secret, key)
     principal = cache.get(key_hash)
+    if principal is not None:
+        return principal
+    pending = cache.pending.get(key_hash)
+    if pending is None:  # one store lookup per key at a time, however many requests carry it
+        pending = asyncio.ensure_future(lookup(key_hash))
+        cache.pending[key_hash] = pending
+        pending.add_done_callback(lambda _: cache.pending.pop(key_hash, None))
+    principal = await asyncio.shield(pending)
     if principal is None:
-        principal = await lookup(key_hash)
-        if principal is None:
-            raise AuthenticationFailed(BAD_KEY)
-        cache.put(key_hash, principal)
+        raise AuthenticationFailed(BAD_KEY)
+    cache.put(key_hash, principal)
     return principal
 
 

@@ -8,7 +8,6 @@ runs every second.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 import sys
@@ -105,7 +104,6 @@ class Services:
     def __init__(self, settings: Settings, environ: Mapping[str, str]) -> None:
         self.settings = settings
         self.environ = environ
-        self._pending: set[asyncio.Future[None]] = set()
 
     def open(self) -> None:
         """Synchronous part of start-up (run in a thread): store, schema, secret, snapshots."""
@@ -126,7 +124,7 @@ class Services:
         self.registry.load()
         self.policies = Policies(self.engine, policy_path(settings))
         self.policies.refresh()
-        self.audit_log = AuditLog(self.engine)
+        self.audit_log = AuditLog(self.engine, durable=settings.audit_sync == "full")
         self.forwarder = Forwarder(self.environ, settings.upstream_connect_timeout)
         self.ports = Ports(
             secret=self.secret, key_cache=KeyCache(settings.key_cache_seconds), lookup_key=self._lookup_key,
@@ -141,9 +139,7 @@ class Services:
         await self.audit_log.start()
 
     async def aclose(self) -> None:
-        if self._pending:
-            await asyncio.gather(*self._pending, return_exceptions=True)
-        await self.audit_log.aclose()
+        await self.audit_log.aclose()  # commits what is queued, outcome records included
         await self.forwarder.aclose()
         self.engine.dispose()
 
@@ -183,14 +179,7 @@ class Services:
 
     def _audit_later(self, fields: dict[str, Any]) -> None:
         """Outcome records: queued at once, committed with the next batch, not awaited by the response."""
-        task = asyncio.ensure_future(self._audit(fields))
-        self._pending.add(task)
-        task.add_done_callback(self._settled)
-
-    def _settled(self, task: asyncio.Future[None]) -> None:
-        self._pending.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("outcome record not written: %s", type(task.exception()).__name__)
+        self.audit_log.append_nowait(fields)
 
     async def _open_consent_request(self, scope: ConsentScope, principal_id: str, decision_id: str) -> str:
         return await anyio.to_thread.run_sync(

@@ -29,6 +29,8 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "SHUHI_UPSTREAM_CONNECT_TIMEOUT": ("upstream_connect_timeout", "seconds to connect to an upstream"),
     "SHUHI_FILES_DESTINATION": ("files_destination", "destination for /v1/files when X-Shuhi-Destination is absent"),
     "SHUHI_LOG_LEVEL": ("log_level", "log level of the gateway's own logs"),
+    "SHUHI_AUDIT_SYNC": ("audit_sync", "full: sync the SQLite audit log at every commit; normal: survive a crash "
+                                       "of the process, not of the machine"),
     "SHUHI_ACCUMULATION_WINDOW_SECONDS": ("accumulation_window_seconds",
                                           "how long one principal's fragments of an item add up (0: off)"),
 }
@@ -68,6 +70,7 @@ class Settings(BaseModel):
     upstream_connect_timeout: float = Field(default=10.0, gt=0)
     files_destination: str | None = None
     accumulation_window_seconds: float = Field(default=600.0, ge=0)
+    audit_sync: Literal["full", "normal"] = "full"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     destinations: list[DestinationSettings] = Field(default_factory=list)
 

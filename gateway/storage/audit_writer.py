@@ -13,6 +13,7 @@ refused; a stalled batch may still commit later: refused, yet on record, never t
 from __future__ import annotations
 
 import asyncio
+import logging
 import concurrent.futures
 import contextlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -28,6 +29,7 @@ __all__ = [
     "commit", "read_anchor", "read_head", "seal_records",
 ]
 
+log = logging.getLogger("shuhi.audit")
 _CHAIN_LOCK = 0x5348_5541  # PostgreSQL advisory lock, with the schema's hash as second key
 CHUNK = 5000
 COLUMNS = ("seq", "id", "at", "kind", "principal", "decision", "prev_hash", "hash", "canonical")
@@ -164,8 +166,9 @@ class AuditLog:
     """
 
     def __init__(self, engine: Engine, *, max_batch: int = 512, timeout: float = 10.0,
-                 linger: float = 0.001) -> None:
+                 linger: float = 0.001, durable: bool = True) -> None:
         self.engine, self.max_batch, self.timeout, self.linger = engine, max_batch, timeout, linger
+        self.durable = durable  # SQLite: sync the WAL at every commit (survives power loss, not only a crash)
         self.batches = self.records = 0
         self._queue: asyncio.Queue[tuple[Record, asyncio.Future[Record]] | None] | None = None
         self._task: asyncio.Task[None] | None = None
@@ -200,6 +203,18 @@ class AuditLog:
             return await future
         finally:
             timer.cancel()
+
+    def append_nowait(self, fields: Mapping[str, Any]) -> None:
+        """Queue a record nobody waits for (outcome records: the decision record was committed first).
+
+        It is committed with the next batch; a failure is logged, since no request can be refused any more.
+        """
+        if self._closed or self._queue is None:
+            log.error("audit record dropped: the audit log is not running")
+            return
+        future: asyncio.Future[Record] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(_report_failure)
+        self._queue.put_nowait((prepare(fields), future))
 
     async def aclose(self) -> None:
         """Commit what is queued, then stop the writer and release its connection."""
@@ -253,7 +268,7 @@ class AuditLog:
             try:
                 if self._conn is None:
                     self._conn = self.engine.connect()
-                    _sync_full(self._conn, True)
+                    _sync_full(self._conn, self.durable)
                 _begin_chain(self._conn)
                 sealed = seal_records(self._conn, prepared)
                 self._conn.commit()
@@ -274,6 +289,11 @@ class AuditLog:
                 self._conn.invalidate()  # not back to the pool: SQLite's pragma stays with it
                 self._conn.close()
             self._conn = None
+
+
+def _report_failure(future: asyncio.Future[Record]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("audit record not written: %s", type(future.exception()).__name__)
 
 
 def _expire(future: asyncio.Future[Record]) -> None:

@@ -18,8 +18,8 @@ def decode_cursor(cursor: str) -> str:
     padded = cursor + "=" * (-len(cursor) % 4)
     try:
         decoded = base64.b64decode(padded.encode(), altchars=b"-_", validate=True).decode()
-        if not decoded:
-            raise ValueError("empty cursor")
+        if not decoded or "\x00" in decoded:  # PostgreSQL's text holds no NUL: never an id
+            raise ValueError("not a cursor")
         return decoded
     except (ValueError, UnicodeDecodeError):
         raise InvalidRequest("cursor が不正です。 / The cursor is malformed.", code="invalid_cursor",

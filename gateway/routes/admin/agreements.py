@@ -3,22 +3,86 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from gateway.errors import Conflict, NotFound, UnprocessableEntity
+from gateway.errors import Conflict, InvalidRequest, NotFound, UnprocessableEntity
 from gateway.routes.admin.auth import Admin, require
 from gateway.storage import agreements as store
 from gateway.storage.principals import DuplicateError
 
-router = APIRouter(tags=["agreements"])
+
+# What the store or the rules cannot hold is refused before it gets there, as a 4xx that names the field:
+# PostgreSQL's text takes no NUL character; a time is read back into Python only within the years
+# 1-9999 in UTC; and the rules add up to 200 years (term and survival) or a year (the provisional
+# window) to the dates of agreements and items (`CALENDAR` fields), which are kept to the years 1900-2999.
+EARLIEST, LATEST = dt.date(1900, 1, 1), dt.date(2999, 12, 31)
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, list | tuple | set | frozenset):
+        return any(_has_nul(v) for v in value)
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    return False
+
+
+def representable(value: dt.datetime) -> bool:
+    """Whether the instant exists in UTC within the years 1-9999 (naive means UTC)."""
+    try:
+        (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
+    except OverflowError:
+        return False
+    return True
+
+
+def _within_years(value: dt.date) -> bool:
+    if isinstance(value, dt.datetime):
+        if not representable(value):
+            return False
+        value = (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).astimezone(dt.UTC).date()
+    return EARLIEST <= value <= LATEST
+
+
+class AdminBody(BaseModel):
+    """A request body of the admin API: unknown fields, NUL characters and out-of-range dates refused."""
+
+    model_config = ConfigDict(extra="forbid")
+    FREE_TEXT: ClassVar[frozenset[str]] = frozenset()  # fields only scanned, never stored as text
+    CALENDAR: ClassVar[frozenset[str]] = frozenset()  # dates the rules compute with
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _storable(cls, value: Any, info: ValidationInfo) -> Any:
+        if info.field_name in cls.CALENDAR and isinstance(value, dt.date) and not _within_years(value):
+            raise ValueError(f"must fall within the years {EARLIEST.year} to {LATEST.year} (UTC)")
+        if isinstance(value, dt.datetime) and not representable(value):
+            raise ValueError("the time in UTC must fall within the years 1 to 9999")
+        if info.field_name not in cls.FREE_TEXT and _has_nul(value):
+            raise ValueError("NUL characters (U+0000) are not allowed")
+        return value
+
+
+def plain_parameters(request: Request) -> None:
+    """A router dependency: no NUL character in a path or query parameter (ids and filters reach the store)."""
+    for name, value in [*request.path_params.items(), *request.query_params.multi_items()]:
+        if "\x00" in name or "\x00" in str(value):
+            named = name if name.isidentifier() else None  # a name the client made up is not repeated
+            label = f" '{named}' " if named else " "
+            raise InvalidRequest(f"パラメータ{label}に NUL 文字は使えません。 / The parameter{label}may not contain "
+                                 "NUL characters.", code="invalid_parameter", param=named)
+
+
+router = APIRouter(tags=["agreements"], dependencies=[Depends(plain_parameters)])
 Name = Annotated[str, Field(min_length=1, max_length=128)]
 
 
-class AgreementIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class AgreementIn(AdminBody):
+    CALENDAR = frozenset({"effective_date", "terminated_at"})
     id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
     title: str = Field(min_length=1, max_length=512)
     counterparty: str = Field(min_length=1, max_length=512)
@@ -31,8 +95,8 @@ class AgreementIn(BaseModel):
     authorized_groups: list[Name] | None = Field(default=None, max_length=10000)
 
 
-class AgreementPatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class AgreementPatch(AdminBody):
+    CALENDAR = AgreementIn.CALENDAR
     title: str | None = Field(default=None, min_length=1, max_length=512)
     counterparty: str | None = Field(default=None, min_length=1, max_length=512)
     purpose: str | None = Field(default=None, min_length=1, max_length=4000)

@@ -13,11 +13,12 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.audit import AuditUnavailable, format_at
-from gateway.errors import InvalidRequest
+from gateway.errors import InvalidRequest, UnprocessableEntity
+from gateway.routes.admin.agreements import plain_parameters, representable
 from gateway.routes.admin.auth import Admin, require
 from gateway.storage import audit_log as store
 
-router = APIRouter(tags=["audit"])
+router = APIRouter(tags=["audit"], dependencies=[Depends(plain_parameters)])
 auditor = Depends(require("auditor"))
 Decision = Literal["allow", "allow_marked", "redact", "consent_required", "block"]  # gateway.audit.DECISIONS
 Kind = Literal["decision", "outcome", "admin"]  # gateway.audit.KINDS
@@ -32,6 +33,10 @@ def filters(since: dt.datetime | None = Query(None, description="from this time 
             kind: Kind | None = Query(None, description="decision | outcome | admin (an extension of API.md)"),
             ) -> store.Filters:
     """The filters shared by the list and the export."""
+    for name, value in (("since", since), ("until", until)):
+        if value is not None and not representable(value):
+            raise UnprocessableEntity(f"{name} は UTC で西暦 1〜9999 年の時刻です。 / {name} must fall within the years 1 "
+                                      "to 9999 in UTC.", code="validation_error", param=name)
     return store.Filters(since=since, until=until, principal=principal, agreement_id=agreement_id,
                          decision=decision, kind=kind)
 

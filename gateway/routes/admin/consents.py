@@ -6,25 +6,24 @@ import datetime as dt
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from gateway.errors import Conflict, NotFound, UnprocessableEntity
+from gateway.routes.admin.agreements import AdminBody, plain_parameters
 from gateway.routes.admin.agreements import not_found as agreement_not_found
 from gateway.routes.admin.auth import Admin, require
 from gateway.storage import agreements as agreement_store
 from gateway.storage import consents as store
 
-router = APIRouter(tags=["consents"])
+router = APIRouter(tags=["consents"], dependencies=[Depends(plain_parameters)])
 
 
-class Evidence(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Evidence(AdminBody):
     reference: str = Field(min_length=1, max_length=1024, description="where the written consent is kept")
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
 
 
-class ConsentIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ConsentIn(AdminBody):
     agreement_id: str = Field(min_length=1, max_length=128)
     item_ids: list[str] = Field(default_factory=list, max_length=10000)
     destinations: list[str] = Field(min_length=1, max_length=1000)
@@ -35,15 +34,13 @@ class ConsentIn(BaseModel):
     granted_by: str = Field(min_length=1, max_length=256)
 
 
-class ApproveIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ApproveIn(AdminBody):
     evidence: Evidence
     granted_by: str = Field(min_length=1, max_length=256)
     valid_until: dt.datetime | None = None
 
 
-class RejectIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class RejectIn(AdminBody):
     reason: str = Field(min_length=1, max_length=4000)
 
 

@@ -5,18 +5,18 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl
+from pydantic import Field, HttpUrl, field_validator
 
 from gateway.domain import ApiFormat, Destination
 from gateway.errors import NotFound
+from gateway.routes.admin.agreements import AdminBody, plain_parameters
 from gateway.routes.admin.auth import Admin, require
 from gateway.storage import destinations as store
 
-router = APIRouter(tags=["destinations"])
+router = APIRouter(tags=["destinations"], dependencies=[Depends(plain_parameters)])
 
 
-class DestinationIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class DestinationIn(AdminBody):
     id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     base_url: HttpUrl = Field(description="what the provider's own SDK takes as base URL")
     api_format: Literal["openai", "anthropic"]
@@ -27,6 +27,13 @@ class DestinationIn(BaseModel):
     api_key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,255}$")
     timeout_seconds: float = Field(default=600.0, gt=0, le=3600)
     ready: bool | None = Field(default=None, description="read-only (whether the key variable is set); ignored")
+
+    @field_validator("base_url")
+    @classmethod
+    def _storable_url(cls, value: HttpUrl) -> HttpUrl:
+        if len(str(value)) > 2048:  # the store's column; measured after normalization (punycode makes hosts longer)
+            raise ValueError("at most 2048 characters")
+        return value
 
     def to_domain(self) -> Destination:
         return Destination(

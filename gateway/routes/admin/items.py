@@ -11,23 +11,24 @@ from typing import Annotated, Any, Literal
 import anyio
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from starlette.datastructures import UploadFile
 
 from gateway.domain import Category
 from gateway.errors import InvalidRequest, NotFound, PayloadTooLarge, UnprocessableEntity
 from gateway.registration import Material, RegistryService, check_written_notice
-from gateway.routes.admin.agreements import live_agreement
+from gateway.routes.admin.agreements import AdminBody, live_agreement, plain_parameters
 from gateway.routes.admin.agreements import not_found as agreement_not_found
 from gateway.routes.admin.auth import Admin, require
 from gateway.storage import agreements as store
 
-router = APIRouter(tags=["items"])
+router = APIRouter(tags=["items"], dependencies=[Depends(plain_parameters)])
 Term = Annotated[str, Field(min_length=1, max_length=512)]
 
 
-class ItemIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ItemIn(AdminBody):
+    FREE_TEXT = frozenset({"text"})  # scanned into fingerprints, never stored
+    CALENDAR = frozenset({"disclosed_at", "written_notice_at"})
     title: str = Field(min_length=1, max_length=512)
     category: Category
     text: str | None = Field(default=None, max_length=50_000_000)
@@ -37,13 +38,13 @@ class ItemIn(BaseModel):
     written_notice_at: dt.datetime | None = None
 
 
-class ItemPatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ItemPatch(AdminBody):
+    CALENDAR = frozenset({"written_notice_at"})
     written_notice_at: dt.datetime
 
 
-class ExclusionIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ExclusionIn(AdminBody):
+    FREE_TEXT = frozenset({"text"})  # sealed at rest as bytes
     text: str = Field(min_length=1, max_length=10_000_000)
     reason: Literal["public_at_disclosure", "became_public", "previously_held", "third_party",
                     "independently_developed"]
@@ -139,8 +140,17 @@ async def _multipart_item(form: Any) -> tuple[ItemIn, bytes | None, str | None]:
     except ValidationError as exc:
         raise _validation(exc) from None
     if isinstance(upload, UploadFile):
-        return body, await upload.read(), upload.filename or "upload"
+        return body, await upload.read(), _filename(upload, "upload")
     return body, None, None
+
+
+def _filename(upload: UploadFile, default: str) -> str:
+    """The upload's file name as the store keeps it (at most 512 characters, no NUL)."""
+    name = upload.filename or default
+    if len(name) > 512 or "\x00" in name:
+        raise UnprocessableEntity("ファイル名が長すぎるか、使えない文字を含みます。 / The file name is too long (over 512 "
+                                  "characters) or contains a NUL character.", code="invalid_filename", param="file")
+    return name
 
 
 @router.post("/agreements/{agreement_id}/items", status_code=201, openapi_extra=_item_body_doc())
@@ -274,8 +284,8 @@ async def _record_set(request: Request, agreement_id: str, form: Any) -> dict[st
     if not 1 <= min_cells <= len(columns) or (len(columns) > 1 and min_cells < 2):
         raise UnprocessableEntity("min_cells は 2 以上、列数以下です。 / min_cells must be at least 2 and at most the "
                                   "number of columns.", code="validation_error", param="min_cells")
+    filename = _filename(upload, "records.csv")
     data = await upload.read()
-    filename = upload.filename or "records.csv"
     table = await anyio.to_thread.run_sync(_table, data, filename)
     if not table:
         raise UnprocessableEntity(f"'{filename}' が空です。 / '{filename}' is empty.", code="empty_material")

@@ -7,17 +7,18 @@ from typing import Any
 
 import anyio
 from fastapi import APIRouter, Body, Depends, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from gateway.decide import DecisionInput, evaluate
 from gateway.domain import Destination, Endpoint, Principal, TextPart
 from gateway.errors import NotFound, UnprocessableEntity
 from gateway.pipeline import match_json, new_decision_id
 from gateway.policy.loader import PolicyError
+from gateway.routes.admin.agreements import AdminBody, plain_parameters
 from gateway.routes.admin.auth import Admin, require
 from gateway.storage import principals as principal_store
 
-router = APIRouter(tags=["policy"])
+router = APIRouter(tags=["policy"], dependencies=[Depends(plain_parameters)])
 
 
 @router.get("/policy")
@@ -46,8 +47,8 @@ def reset_policy(request: Request, _: Admin = Depends(require())) -> Response:
     return Response(status_code=204)
 
 
-class ScanIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ScanIn(AdminBody):
+    FREE_TEXT = frozenset({"text"})  # scanned, never stored
     text: str = Field(min_length=1, max_length=20_000_000)
     destination: str | None = Field(default=None, description="destination id; default: a third party")
     principal: str | None = Field(default=None, description="principal id; default: a member of every authorized "

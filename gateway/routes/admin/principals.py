@@ -5,25 +5,24 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from gateway.errors import Conflict, NotFound
 from gateway.keyring import keyed_hash, new_gateway_key
+from gateway.routes.admin.agreements import AdminBody, plain_parameters
 from gateway.routes.admin.auth import Admin, require
 from gateway.storage import principals as store
 
-router = APIRouter(tags=["principals and keys"])
+router = APIRouter(tags=["principals and keys"], dependencies=[Depends(plain_parameters)])
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,127}$"
 
 
-class PrincipalIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class PrincipalIn(AdminBody):
     id: str = Field(pattern=ID_PATTERN, description="employee or service id, e.g. an e-mail address")
     groups: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(default_factory=list, max_length=256)
 
 
-class KeyIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class KeyIn(AdminBody):
     principal: str = Field(pattern=ID_PATTERN)
 
 

@@ -5,18 +5,17 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import BaseModel, ConfigDict
 
 from gateway.errors import NotFound
 from gateway.keyring import keyed_hash, new_admin_token
+from gateway.routes.admin.agreements import AdminBody, plain_parameters
 from gateway.routes.admin.auth import Admin, require
 from gateway.storage import admin_tokens as store
 
-router = APIRouter(tags=["admin tokens"])
+router = APIRouter(tags=["admin tokens"], dependencies=[Depends(plain_parameters)])
 
 
-class TokenIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class TokenIn(AdminBody):
     role: Literal["admin", "legal", "auditor"]
 
 
