@@ -43,6 +43,9 @@ def open_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
+    # UTC sessions: times are stored and compared in UTC whatever the server's own time zone is.
+    options = str(sa_url.query.get("options", ""))
+    sa_url = sa_url.update_query_dict({"options": f"{options} -c timezone=UTC".strip()})
     return create_engine(sa_url, pool_size=10, max_overflow=20, pool_pre_ping=True)
 
 

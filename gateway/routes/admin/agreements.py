@@ -67,14 +67,24 @@ class AdminBody(BaseModel):
         return value
 
 
+def _query_names(dependant: Any) -> set[str]:
+    """The query parameters a route reads, its dependencies' included (FastAPI's `Dependant` tree)."""
+    names = {param.alias for param in getattr(dependant, "query_params", ())}
+    for sub in getattr(dependant, "dependencies", ()):
+        names |= _query_names(sub)
+    return names
+
+
 def plain_parameters(request: Request) -> None:
-    """A router dependency: no NUL character in a path or query parameter (ids and filters reach the store)."""
-    for name, value in [*request.path_params.items(), *request.query_params.multi_items()]:
-        if "\x00" in name or "\x00" in str(value):
-            named = name if name.isidentifier() else None  # a name the client made up is not repeated
-            label = f" '{named}' " if named else " "
-            raise InvalidRequest(f"パラメータ{label}に NUL 文字は使えません。 / The parameter{label}may not contain "
-                                 "NUL characters.", code="invalid_parameter", param=named)
+    """A router dependency: no NUL character in a path parameter or a query parameter the route reads
+    (ids and filters reach the store). Parameters the route does not read are ignored, as by FastAPI."""
+    route = request.scope.get("route")
+    read = _query_names(getattr(route, "dependant", None))
+    for name, value in [*request.path_params.items(),
+                        *((n, v) for n, v in request.query_params.multi_items() if n in read)]:
+        if "\x00" in str(value):
+            raise InvalidRequest(f"パラメータ '{name}' に NUL 文字は使えません。 / The parameter '{name}' may not "
+                                 "contain NUL characters.", code="invalid_parameter", param=name)
 
 
 router = APIRouter(tags=["agreements"], dependencies=[Depends(plain_parameters)])

@@ -35,8 +35,8 @@ def filters(since: dt.datetime | None = Query(None, description="from this time 
     """The filters shared by the list and the export."""
     for name, value in (("since", since), ("until", until)):
         if value is not None and not representable(value):
-            raise UnprocessableEntity(f"{name} は UTC で西暦 1〜9999 年の時刻です。 / {name} must fall within the years 1 "
-                                      "to 9999 in UTC.", code="validation_error", param=name)
+            raise UnprocessableEntity(f"{name} は UTC で西暦 1〜9999 年の時刻です。 / {name} must fall within "
+                                      "the years 1 to 9999 in UTC.", code="validation_error", param=name)
     return store.Filters(since=since, until=until, principal=principal, agreement_id=agreement_id,
                          decision=decision, kind=kind)
 

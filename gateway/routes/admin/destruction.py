@@ -7,20 +7,20 @@ from typing import Any, Literal
 import anyio
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from gateway import destroy
 from gateway.certificate import render
+from gateway.routes.admin.agreements import AdminBody, plain_parameters
 from gateway.routes.admin.auth import Admin, require
 
-router = APIRouter(tags=["destruction"])
+router = APIRouter(tags=["destruction"], dependencies=[Depends(plain_parameters)])
 Format = Literal["json", "html"]
 _HTML_HEADERS = {"content-security-policy": "default-src 'none'; style-src 'unsafe-inline'",
                  "x-content-type-options": "nosniff", "cache-control": "no-store"}
 
 
-class DestroyIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class DestroyIn(AdminBody):
     requested_by: str = Field(min_length=1, max_length=256, description="who asked: the discloser, legal staff…")
     reason: str = Field(min_length=1, max_length=2000, description="e.g. termination, or the discloser's request")
 

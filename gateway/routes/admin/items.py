@@ -148,8 +148,9 @@ def _filename(upload: UploadFile, default: str) -> str:
     """The upload's file name as the store keeps it (at most 512 characters, no NUL)."""
     name = upload.filename or default
     if len(name) > 512 or "\x00" in name:
-        raise UnprocessableEntity("ファイル名が長すぎるか、使えない文字を含みます。 / The file name is too long (over 512 "
-                                  "characters) or contains a NUL character.", code="invalid_filename", param="file")
+        raise UnprocessableEntity("ファイル名が長すぎるか、使えない文字を含みます。 / The file name is too long "
+                                  "(over 512 characters) or contains a NUL character.", code="invalid_filename",
+                                  param="file")
     return name
 
 
