@@ -22,10 +22,14 @@ How a figure is made:
   channel, its normalized text holds at least one winnowing window of whole grams (T = 39 Latin /
   27 CJK characters, mixed text in between); for the code-only variants (renamed identifiers,
   comments removed) its comment-free source holds at least 19 canonical tokens. Recall is
-  measured on eligible excerpts; shorter ones are reported apart;
-* false positives: prompts of 40 to 2000 characters cut from the unregistered half, counted when
-  any match survives the shipped policy's thresholds (`policies/default.yaml`, the same test as
-  `gateway.decide`), and raw (any match at all);
+  measured on eligible excerpts; shorter ones are reported apart. A missed excerpt none of whose
+  windows is distinctive (every gram held by more than ``max_item_share`` registered documents:
+  the registry's boilerplate rule) is outside the guarantee by design and counted apart too;
+* false positives: prompts of 40 to 2000 characters cut from the unregistered half. One that
+  shares a run of at least T characters with a registered document is a *copy* (Debian repeats
+  licences, credits, whole pages under two names) which the engine is bound to report; over the
+  other, *unrelated* prompts, the rate of those with a match surviving the shipped policy's
+  thresholds (`policies/default.yaml`, the same test as `gateway.decide`), and raw (any match);
 * translation: excerpts of a section scanned against a registry holding only its other-language
   version (excerpts that share a gram with it, i.e. untranslated passages, are left out);
   paraphrase: sentences of an excerpt reordered and words swapped for synonyms. Both are
@@ -52,7 +56,7 @@ from pathlib import Path
 import numpy as np
 
 from gateway.decide import _below
-from gateway.detection.fingerprint import Fingerprinter
+from gateway.detection.fingerprint import Fingerprinter, strip_comments
 from gateway.detection.registry import Registry
 from gateway.domain import Category, Match, TextPart
 from gateway.normalize import normalize
@@ -112,7 +116,8 @@ def corpus_dir(timeout: float = 900) -> Path:
         if stamp == _script_version():
             return Path(configured)
     try:
-        done = subprocess.run(["bash", str(CORPUS_SCRIPT)], capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(["bash", str(CORPUS_SCRIPT)], capture_output=True, text=True, timeout=timeout,
+                              check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise CorpusUnavailable(f".ci/corpus could not run: {exc}") from None
     if done.returncode != 0:
@@ -122,7 +127,7 @@ def corpus_dir(timeout: float = 900) -> Path:
 
 
 def _script_version() -> str:
-    match = re.search(r"^CORPUS_VERSION=(\S+)", CORPUS_SCRIPT.read_text(), re.M)
+    match = re.search(r"^CORPUS_VERSION=(\S+)", CORPUS_SCRIPT.read_text(), re.MULTILINE)
     return match.group(1) if match else ""
 
 
@@ -172,7 +177,7 @@ def build_registry(registered: Iterable[Document], background: Iterable[Document
 
 # -- excerpts ------------------------------------------------------------------------------------------
 def _length(rng: random.Random, low: int, high: int) -> int:
-    return int(round(math.exp(rng.uniform(math.log(low), math.log(high)))))
+    return round(math.exp(rng.uniform(math.log(low), math.log(high))))
 
 
 def cut(doc: Document, rng: random.Random, low: int = MIN_EXCERPT, high: int = MAX_EXCERPT) -> Excerpt | None:
@@ -242,30 +247,62 @@ def code_guaranteed(piece: Excerpt, fingerprinter: Fingerprinter = _FINGERPRINTE
 class Registered:
     """Ground truth about the registered half, to tell a copy from a false positive and boilerplate from a miss.
 
-    * `holders(text)`: how many registered documents contain the whole normalized text; above the
-      registry's ``max_item_share`` its fingerprints are boilerplate by design and never match;
-    * `copied(text)`: whether the text shares a run of at least T normalized characters (a whole
-      window of grams) with some registered document: such a prompt is not unrelated text, the engine
-      is bound to report it.
+    Counts, for every gram (24 Latin / 12 CJK normalized characters; 12 canonical code tokens), how
+    many registered documents hold it:
+
+    * `copied(text)`: the text shares a run of at least T normalized characters (a whole window of
+      grams) with some registered document: such a prompt is not unrelated text, the engine is bound
+      to report it;
+    * `distinctive(text)` / `code_distinctive(excerpt)`: the excerpt holds a whole window of grams
+      each held by at most ``max_item_share`` registered documents. Grams held by more are
+      boilerplate by the registry's design and never make a match, so an excerpt without such a
+      window (an ISO 8859 table row, a GNU licence line) is outside the guarantee.
     """
 
     def __init__(self, documents: Iterable[Document], fingerprinter: Fingerprinter = _FINGERPRINTER) -> None:
+        docs = list(documents)
         self.fingerprinter = fingerprinter
-        self.normalized = [normalize(doc.text).text for doc in documents]
-        values = [fingerprinter.text(text, every_gram=True).values for text in self.normalized]
-        self.grams = np.unique(np.concatenate(values)) if values else np.empty(0, np.uint64)
-
-    def holders(self, text: str) -> int:
-        folded = normalize(text).text
-        return sum(1 for doc in self.normalized if folded in doc)
+        self.grams, self.counts = _counted(
+            [fingerprinter.text(normalize(d.text).text, every_gram=True).values for d in docs])
+        self.code_grams, self.code_counts = _counted(
+            [fingerprinter.code(strip_comments(d.text, "python"), every_gram=True).values
+             for d in docs if d.lang == "code"])
 
     def copied(self, text: str) -> bool:
-        window = self.fingerprinter.text_params.window
-        shared = np.isin(self.fingerprinter.text(normalize(text).text, every_gram=True).values, self.grams)
-        if shared.shape[0] < window:
-            return False
-        run = np.convolve(shared.astype(np.int64), np.ones(window, np.int64), mode="valid")
-        return bool((run >= window).any())
+        values = self.fingerprinter.text(normalize(text).text, every_gram=True).values
+        return _has_run(values, self.grams, self.counts, self.fingerprinter.text_params.window, None)
+
+    def shares_gram(self, text: str) -> bool:
+        """Whether the text holds any gram of a registered document (a text-channel match needs one)."""
+        values = self.fingerprinter.text(normalize(text).text, every_gram=True).values
+        return _has_run(values, self.grams, self.counts, 1, None)
+
+    def distinctive(self, text: str, max_share: int) -> bool:
+        values = self.fingerprinter.text(normalize(text).text, every_gram=True).values
+        return _has_run(values, self.grams, self.counts, self.fingerprinter.text_params.window, max_share)
+
+    def code_distinctive(self, piece: Excerpt, max_share: int) -> bool:
+        values = self.fingerprinter.code(code_part(piece), every_gram=True).values
+        return _has_run(values, self.code_grams, self.code_counts, self.fingerprinter.code_params.window, max_share)
+
+
+def _counted(per_document: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct grams and how many documents hold each."""
+    if not per_document:
+        return np.empty(0, np.uint64), np.empty(0, np.int64)
+    grams, counts = np.unique(np.concatenate([np.unique(v) for v in per_document]), return_counts=True)
+    return grams, counts
+
+
+def _has_run(values: np.ndarray, grams: np.ndarray, counts: np.ndarray, window: int, max_share: int | None) -> bool:
+    """Whether `window` consecutive grams of `values` are all registered (and held by at most `max_share`)."""
+    if values.shape[0] < window or not grams.shape[0]:
+        return False
+    found = np.minimum(np.searchsorted(grams, values), grams.shape[0] - 1)
+    held = np.where(grams[found] == values, counts[found], 0)
+    ok = (held >= 1) if max_share is None else ((held >= 1) & (held <= max_share))
+    run = np.convolve(ok.astype(np.int64), np.ones(window, np.int64), mode="valid")
+    return bool((run >= window).any())
 
 
 # -- evasions ----------------------------------------------------------------------------------------------
@@ -318,9 +355,9 @@ def _substitute(table: dict[str, str], share: float) -> Callable[[str, str, rand
     return apply
 
 
-homoglyph_cyrillic = _substitute(CYRILLIC, 0.6)
-homoglyph_greek = _substitute(GREEK, 0.6)
-homoglyph_kana = _substitute(KANA_LOOKALIKES, 0.8)
+homoglyph_cyrillic = _substitute(CYRILLIC, 1.0)
+homoglyph_greek = _substitute(GREEK, 1.0)
+homoglyph_kana = _substitute(KANA_LOOKALIKES, 1.0)
 
 _PUNCT_SWAP = {",": [";", "", " ,"], ".": ["!", "", " .", "…"], ":": [" -", ""], ";": [",", ""], "(": ["[", ""],
                ")": ["]", ""], "'": ["’", '"'], '"': ["“", "'"], "-": ["–", " - "], "、": [",", "，", ""],
@@ -574,7 +611,8 @@ def paraphrase(text: str, lang: str, rng: random.Random) -> str:
     sentences = [s for s in re.split(r"(?<=[.!?])\s+|\n+", text) if s.strip()]
     rng.shuffle(sentences)
     out = " ".join(sentences)
-    out = re.sub(r"\b(?:the|a|an) (?=\w)", lambda m: "" if rng.random() < 0.5 else m.group(), out, flags=re.I)
+    out = re.sub(r"\b(?:the|a|an) (?=\w)", lambda m: "" if rng.random() < 0.5 else m.group(), out,
+                 flags=re.IGNORECASE)
     return re.sub(r"[A-Za-z]+", lambda m: _swap(m.group(), EN_SYNONYMS), out)
 
 
@@ -612,8 +650,11 @@ class Tally:
     hits: int = 0
     short: int = 0  # below the guarantee (T characters, or 19 tokens for the code-only variants)
     short_hits: int = 0
-    boilerplate: int = 0  # missed, and held whole by more registered items than max_item_share
+    boilerplate: int = 0  # missed, and no window of grams held by at most max_item_share registered documents
     misses: list[dict[str, object]] = field(default_factory=list)
+    spans: list[int] = field(default_factory=list)  # per eligible excerpt: longest span reporting its item (0: none)
+    policy_hits: int = 0  # hits whose match also survives the shipped policy's thresholds
+    policy_misses: list[dict[str, object]] = field(default_factory=list)
 
     @property
     def recall(self) -> float | None:
@@ -626,38 +667,49 @@ class Tally:
     def as_dict(self) -> dict[str, object]:
         return {"eligible": self.eligible, "hits": self.hits, "recall": self.recall, "below_guarantee": self.short,
                 "below_guarantee_hits": self.short_hits, "below_guarantee_recall": self.short_recall,
-                "boilerplate_excluded": self.boilerplate, "miss_examples": self.misses}
+                "boilerplate_excluded": self.boilerplate, "miss_examples": self.misses,
+                "policy_hits": self.policy_hits, "policy_recall": self.policy_hits / self.eligible if self.eligible else None,
+                "policy_miss_examples": self.policy_misses}
 
 
 def evaluate_recall(registry: Registry, pieces: Sequence[Excerpt], variants: Sequence[Variant], seed: int,
-                    truth: Registered, keep_misses: int = 5) -> dict[tuple[str, str], Tally]:
+                    truth: Registered, policy: Policy | None = None, keep_misses: int = 5
+                    ) -> dict[tuple[str, str], Tally]:
     """Scan every excerpt under every variant of its language; tallies per (language, variant)."""
+    policy = policy or default_policy()
     tallies: dict[tuple[str, str], Tally] = {}
     for index, piece in enumerate(pieces):
         lang = piece.doc.lang
         by_text = text_guaranteed(piece.text)
         by_code = code_guaranteed(piece) if lang == "code" else False
-        holders: int | None = None
         for variant in variants:
             if lang not in variant.langs:
                 continue
             rng = random.Random(f"{seed}/{index}/{variant.name}")
             body = variant.apply(piece, rng)
             prompt = prompt_for(variant, lang, body)
-            found = hit(scan([TextPart("messages[0].content", prompt)], registry), piece.doc.id)
+            matches = scan([TextPart("messages[0].content", prompt)], registry)
+            found = hit(matches, piece.doc.id)
             tally = tallies.setdefault((lang, variant.name), Tally())
             if not (by_code if variant.code_only else by_text):
                 tally.short += 1
                 tally.short_hits += found
                 continue
             if not found:
-                if holders is None:
-                    holders = truth.holders(piece.text)
-                if holders > registry.max_item_share:
+                share = registry.max_item_share
+                inside = truth.code_distinctive(piece, share) if variant.code_only else truth.distinctive(piece.text, share)
+                if not inside:
                     tally.boilerplate += 1
                     continue
             tally.eligible += 1
             tally.hits += found
+            tally.spans.append(max((m.end - m.start for m in matches if m.item_id == piece.doc.id), default=0))
+            kept = hit(counting(matches, policy), piece.doc.id)
+            tally.policy_hits += kept
+            if found and not kept and len(tally.policy_misses) < keep_misses:
+                tally.policy_misses.append({"item": piece.doc.id, "chars": len(piece.text),
+                                            "normalized_chars": len(normalize(piece.text).text),
+                                            "span_chars": tally.spans[-1], "excerpt": piece.text[:200]})
             if not found and len(tally.misses) < keep_misses:
                 tally.misses.append({"item": piece.doc.id, "start": piece.start, "chars": len(piece.text),
                                      "normalized_chars": len(normalize(piece.text).text), "excerpt": piece.text[:200],
@@ -684,6 +736,9 @@ class FalsePositives:
     per_lang: dict[str, dict[str, int]] = field(default_factory=dict)
     examples: list[dict[str, object]] = field(default_factory=list)
     copy_examples: list[dict[str, object]] = field(default_factory=list)
+    spans: list[int] = field(default_factory=list)  # per unrelated prompt: longest counted span (0: none)
+    langs: list[str] = field(default_factory=list)  # per unrelated prompt: its language
+    code_channel: int = 0  # counted false positives sharing no text gram with any registered document
 
     @property
     def unrelated(self) -> int:
@@ -702,7 +757,8 @@ class FalsePositives:
     def as_dict(self) -> dict[str, object]:
         return {"prompts": self.prompts, "copies_of_registered_text": self.copied, "unrelated": self.unrelated,
                 "fp_counted": self.unrelated_counted, "fp_rate": self.rate, "fp_raw": self.unrelated_raw,
-                "fp_raw_rate": self.raw_rate, "all_prompts_counted": self.counted,
+                "fp_raw_rate": self.raw_rate, "fp_code_channel_only": self.code_channel,
+                "all_prompts_counted": self.counted,
                 "all_prompts_counted_rate": self.counted / self.prompts if self.prompts else 0.0,
                 "all_prompts_raw": self.raw, "copies_counted": self.copied_counted, "per_lang": self.per_lang,
                 "fp_examples": self.examples, "copy_examples": self.copy_examples}
@@ -718,7 +774,8 @@ def evaluate_false_positives(registry: Registry, prompts: Sequence[Excerpt], pol
         matches = scan([TextPart("messages[0].content", prompt)], registry)
         kept = counting(matches, policy)
         copied = truth.copied(piece.text)
-        row = result.per_lang.setdefault(lang, {"prompts": 0, "copies": 0, "fp_counted": 0, "fp_raw": 0})
+        row = result.per_lang.setdefault(lang, {"prompts": 0, "copies": 0, "fp_counted": 0, "fp_raw": 0,
+                                                "fp_code_channel_only": 0})
         result.prompts += 1
         row["prompts"] += 1
         result.raw += bool(matches)
@@ -729,6 +786,11 @@ def evaluate_false_positives(registry: Registry, prompts: Sequence[Excerpt], pol
             result.copied_counted += bool(kept)
         else:
             result.unrelated_raw += bool(matches)
+            result.spans.append(max((m.end - m.start for m in kept), default=0))
+            result.langs.append(lang)
+            if kept and not truth.shares_gram(piece.text):
+                result.code_channel += 1
+                row["fp_code_channel_only"] += 1
             result.unrelated_counted += bool(kept)
             row["fp_raw"] += bool(matches)
             row["fp_counted"] += bool(kept)
