@@ -668,7 +668,8 @@ class Tally:
         return {"eligible": self.eligible, "hits": self.hits, "recall": self.recall, "below_guarantee": self.short,
                 "below_guarantee_hits": self.short_hits, "below_guarantee_recall": self.short_recall,
                 "boilerplate_excluded": self.boilerplate, "miss_examples": self.misses,
-                "policy_hits": self.policy_hits, "policy_recall": self.policy_hits / self.eligible if self.eligible else None,
+                "policy_hits": self.policy_hits,
+                "policy_recall": self.policy_hits / self.eligible if self.eligible else None,
                 "policy_miss_examples": self.policy_misses}
 
 
@@ -697,7 +698,10 @@ def evaluate_recall(registry: Registry, pieces: Sequence[Excerpt], variants: Seq
                 continue
             if not found:
                 share = registry.max_item_share
-                inside = truth.code_distinctive(piece, share) if variant.code_only else truth.distinctive(piece.text, share)
+                if variant.code_only:
+                    inside = truth.code_distinctive(piece, share)
+                else:
+                    inside = truth.distinctive(piece.text, share)
                 if not inside:
                     tally.boilerplate += 1
                     continue
@@ -837,7 +841,8 @@ def evaluate_translation(pairs: Sequence[tuple[Document, Document]], count: int,
                 continue
             source = items[piece.doc.id]
             if source.id not in grams:
-                grams[source.id] = set(_FINGERPRINTER.text(normalize(source.text).text, every_gram=True).values.tolist())
+                source_grams = _FINGERPRINTER.text(normalize(source.text).text, every_gram=True).values
+                grams[source.id] = set(source_grams.tolist())
             mine = _FINGERPRINTER.text(normalize(piece.text).text, every_gram=True).values.tolist()
             if grams[source.id].intersection(mine):
                 untranslated += 1  # shares text with the original: not a translation

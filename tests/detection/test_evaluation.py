@@ -5,7 +5,7 @@ least T characters, at least 99% across the evasion variants, false positives on
 text at most 0.1% of prompts; translation and paraphrase measured and reported, not asserted.
 
 The corpus (Debian's Japanese and English documentation, Python's standard library) is prepared
-by `.ci/corpus` (about 25 s the first time, then reused from ~/.cache/shuhi-corpus or
+by `.ci/corpus` (about half a minute the first time, then reused from ~/.cache/shuhi-corpus or
 $SHUHI_CORPUS_DIR); the test is skipped, saying why, only where it cannot be prepared. How excerpts,
 evasions, eligibility and false positives are defined: `tests/detection/corpus.py`. The same
 evaluation at a larger size, with a report: `bench/detection_eval.py`.
@@ -21,6 +21,8 @@ import random
 from dataclasses import dataclass
 
 import pytest
+
+from gateway.normalize import normalize
 
 from . import corpus as C
 
@@ -51,6 +53,10 @@ KNOWN_FAILURES = {
                     "occurrences in the request, not items, so a passage pasted more than max_item_share (8) "
                     "times, or sent in 9 messages, is taken for boilerplate and not reported",
 }
+
+
+def _known(reason: str | None) -> list[pytest.MarkDecorator]:
+    return [pytest.mark.xfail(strict=True, raises=AssertionError, reason=reason)] if reason else []
 
 
 @dataclass
@@ -114,6 +120,7 @@ def test_the_corpus_is_real_text_of_every_kind(evaluation: Evaluation) -> None:
         assert size["registered_chars"] >= 500_000, (lang, size)
         assert evaluation.tallies[(lang, "verbatim")].eligible >= 0.6 * EXCERPTS_PER_LANG, lang
     assert evaluation.false_positives.prompts >= 3 * FP_PROMPTS_PER_LANG * 0.95
+    assert evaluation.false_positives.unrelated >= 1000
 
 
 @pytest.mark.parametrize("lang", C.LANGS)
@@ -130,8 +137,8 @@ POLICY_FAILURES = {
 }
 
 
-@pytest.mark.parametrize("lang", [pytest.param(lang, id=lang, marks=[pytest.mark.xfail(
-    strict=True, reason=POLICY_FAILURES[lang])] if lang in POLICY_FAILURES else []) for lang in C.LANGS])
+@pytest.mark.parametrize("lang", [pytest.param(lang, id=lang, marks=_known(POLICY_FAILURES.get(lang)))
+                                  for lang in C.LANGS])
 def test_the_shipped_policy_counts_every_verbatim_match(evaluation: Evaluation, lang: str) -> None:
     """The bar holds for the product, not only the engine: `policies/default.yaml` must keep those matches."""
     tally = evaluation.tallies[(lang, "verbatim")]
@@ -145,9 +152,7 @@ def _variant_params() -> list[object]:
     for variant in C.VARIANTS:
         if not variant.asserted or variant.name == "verbatim":
             continue
-        reason = KNOWN_FAILURES.get(variant.name)
-        marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
-        params.append(pytest.param(variant.name, marks=marks, id=variant.name))
+        params.append(pytest.param(variant.name, marks=_known(KNOWN_FAILURES.get(variant.name)), id=variant.name))
     return params
 
 
@@ -172,9 +177,7 @@ LOOKALIKE_FAILURES = {
 def _lookalike_params() -> list[object]:
     pairs = [*C.CYRILLIC.items(), *C.GREEK.items(), *C.KANA_LOOKALIKES.items()]
     return [pytest.param(plain, lookalike, id=f"{plain}-U+{ord(lookalike):04X}",
-                         marks=[pytest.mark.xfail(strict=True, reason=LOOKALIKE_FAILURES[lookalike])]
-                         if lookalike in LOOKALIKE_FAILURES else [])
-            for plain, lookalike in pairs]
+                         marks=_known(LOOKALIKE_FAILURES.get(lookalike))) for plain, lookalike in pairs]
 
 
 @pytest.mark.parametrize(("plain", "lookalike"), _lookalike_params())
@@ -182,23 +185,22 @@ def test_every_lookalike_the_evaluation_substitutes_folds_like_the_letter_it_imi
                                                                                       ) -> None:
     """The homoglyph variants' tables, letter by letter: a sample of excerpts may or may not contain a given letter."""
     word = f"x{plain}y"
-    assert C.normalize(word.replace(plain, lookalike)).text == C.normalize(word).text
+    assert normalize(word.replace(plain, lookalike)).text == normalize(word).text
 
 
-@pytest.mark.xfail(strict=True, reason=KNOWN_FAILURES["repeated_x12"])
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=KNOWN_FAILURES["repeated_x12"])
 def test_a_passage_pasted_many_times_is_still_found(evaluation: Evaluation) -> None:
     hits, eligible, per_lang = evaluation.variant("repeated_x12")
     assert hits >= RECALL_BAR * eligible, (hits, eligible, per_lang)
 
 
-@pytest.mark.xfail(strict=True, reason=(
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
     "the shipped policy counts any fingerprint match of 20+ characters; on real text of one domain a single "
     "shared gram (24 Latin / 12 CJK normalized characters, below T) is common, and the code channel's 12-token "
     "grams match stock Python idioms of unrelated modules (try/except AttributeError, def __init__(self, ...)): "
     "measured ~14% of unrelated prompts (code ~26%, English ~8%, Japanese ~5%); see bench/detection_eval.py"))
 def test_false_positives_on_unrelated_real_text_stay_under_one_in_a_thousand(evaluation: Evaluation) -> None:
     fp = evaluation.false_positives
-    assert fp.unrelated >= 1000
     assert fp.rate <= FP_BAR, (
         f"{fp.unrelated_counted}/{fp.unrelated} unrelated prompts = {fp.rate:.4f} counted under the default policy "
         f"(raw {fp.raw_rate:.4f}; per language {fp.per_lang}); examples:\n"
