@@ -192,7 +192,7 @@ def main() -> None:
     out.append("")
     if background is not None:
         vb = [background_recall[(lang, "verbatim")] for lang in C.LANGS]
-        out.append("\nWith the background corpus, verbatim recall (≥ T): "
+        out.append("With the background corpus, verbatim recall (≥ T): "
                    + ", ".join(f"{lang} {cell(t.hits, t.eligible)}" for lang, t in zip(C.LANGS, vb))
                    + f"; excluded as boilerplate: {sum(t.boilerplate for t in vb)}.\n")
 
@@ -235,7 +235,7 @@ def main() -> None:
     print("\n".join(out))
 
     report = {
-        "command": "bench/detection_eval.py " + " ".join(sys.argv[1:]),
+        "command": " ".join(["bench/detection_eval.py", *sys.argv[1:]]),
         "seed": args.seed,
         "corpus": {"info": info, "kinds": corpus_rows},
         "parameters": {"text_T_latin": params[0].t_latin, "text_T_cjk": params[0].t_cjk,
