@@ -29,7 +29,8 @@ def _iso(value: dt.datetime | dt.date | None) -> str | None:
     return value.isoformat()
 
 
-def _utc(value: dt.datetime | None) -> dt.datetime | None:
+def aware_utc(value: dt.datetime | None) -> dt.datetime | None:
+    """Naive times (SQLite hands them back so, clients may send them) are read as UTC."""
     return value.replace(tzinfo=dt.UTC) if value is not None and value.tzinfo is None else value
 
 
@@ -47,7 +48,7 @@ def agreement_domain(row: Any) -> Agreement:
     return Agreement(
         id=row.id, title=row.title, counterparty=row.counterparty, purpose=row.purpose,
         effective_date=row.effective_date, term_years=row.term_years, survival_years=row.survival_years,
-        terminated_at=_utc(row.terminated_at), authorized_principals=tuple(row.authorized_principals),
+        terminated_at=aware_utc(row.terminated_at), authorized_principals=tuple(row.authorized_principals),
         authorized_groups=tuple(row.authorized_groups))
 
 
@@ -108,8 +109,8 @@ def item_json(row: Any) -> dict[str, Any]:
 
 def item_domain(row: Any) -> ItemInfo:
     return ItemInfo(id=row.id, agreement_id=row.agreement_id, category=Category(row.category), title=row.title,
-                    provisional=row.provisional, disclosed_at=_utc(row.disclosed_at),
-                    written_notice_at=_utc(row.written_notice_at), derived_from=row.derived_from)
+                    provisional=row.provisional, disclosed_at=aware_utc(row.disclosed_at),
+                    written_notice_at=aware_utc(row.written_notice_at), derived_from=row.derived_from)
 
 
 _ITEM_VIEW = [c for c in items.c if c.name not in ("fingerprints", "terms")]

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import Engine, insert, select, update
 
 from gateway.domain import Consent, ConsentPurpose
-from gateway.storage.agreements import _iso, _utc, new_id
+from gateway.storage.agreements import _iso, aware_utc, new_id
 from gateway.storage.changes import record_change
 from gateway.storage.database import utcnow
 from gateway.storage.pagination import envelope, page
@@ -29,8 +29,8 @@ def consent_json(row: Any) -> dict[str, Any]:
 def consent_domain(row: Any) -> Consent:
     return Consent(id=row.id, agreement_id=row.agreement_id, destinations=tuple(row.destinations),
                    purpose=ConsentPurpose(row.purpose), item_ids=tuple(row.item_ids),
-                   valid_from=_utc(row.valid_from), valid_until=_utc(row.valid_until),
-                   revoked_at=_utc(row.revoked_at))
+                   valid_from=aware_utc(row.valid_from), valid_until=aware_utc(row.valid_until),
+                   revoked_at=aware_utc(row.revoked_at))
 
 
 def _consent_values(agreement_id: str, item_ids: list[str], destinations: list[str], purpose: str,

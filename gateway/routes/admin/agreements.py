@@ -124,9 +124,6 @@ class AgreementPatch(AdminBody):
         return self
 
 
-def _aware(value: dt.datetime | None) -> dt.datetime | None:
-    return value.replace(tzinfo=dt.UTC) if value is not None and value.tzinfo is None else value
-
 
 def not_found(agreement_id: str) -> NotFound:
     return NotFound(f"契約 '{agreement_id}' はありません。 / There is no agreement '{agreement_id}'.",
@@ -149,7 +146,7 @@ def live_agreement(request: Request, agreement_id: str) -> Any:
 def create_agreement(body: AgreementIn, request: Request, _: Admin = Depends(require("legal"))) -> dict[str, Any]:
     values = body.model_dump()
     values["id"] = body.id or store.new_id("agr")
-    values["terminated_at"] = _aware(body.terminated_at)
+    values["terminated_at"] = store.aware_utc(body.terminated_at)
     values["authorized_principals"] = sorted(set(body.authorized_principals or []))
     values["authorized_groups"] = sorted(set(body.authorized_groups or []))
     try:
@@ -184,7 +181,7 @@ def amend_agreement(agreement_id: str, body: AgreementPatch, request: Request,
         if listed in values:
             values[listed] = sorted(set(values[listed] or []))
     if "terminated_at" in values:
-        values["terminated_at"] = _aware(values["terminated_at"])
+        values["terminated_at"] = store.aware_utc(values["terminated_at"])
     for required in ("title", "counterparty", "purpose", "effective_date", "term_years", "survival_years"):
         if required in values and values[required] is None:
             raise UnprocessableEntity(f"'{required}' は空にできません。 / '{required}' cannot be null.",

@@ -44,16 +44,14 @@ class RejectIn(AdminBody):
     reason: str = Field(min_length=1, max_length=4000)
 
 
-def _aware(value: dt.datetime | None) -> dt.datetime | None:
-    return value.replace(tzinfo=dt.UTC) if value is not None and value.tzinfo is None else value
-
 
 @router.post("/consents", status_code=201)
 def create_consent(body: ConsentIn, request: Request, _: Admin = Depends(require("legal"))) -> dict[str, Any]:
     engine = request.app.state.engine
     if agreement_store.get_agreement_row(engine, body.agreement_id) is None:
         raise agreement_not_found(body.agreement_id)
-    valid_from, valid_until = _aware(body.valid_from), _aware(body.valid_until)
+    valid_from = agreement_store.aware_utc(body.valid_from)
+    valid_until = agreement_store.aware_utc(body.valid_until)
     if valid_from and valid_until and valid_until <= valid_from:
         raise UnprocessableEntity("valid_until は valid_from より後でなければなりません。 / "
                                   "valid_until must be after valid_from.", code="invalid_validity",
@@ -127,7 +125,8 @@ def approve(request_id: str, body: ApproveIn, request: Request,
             _: Admin = Depends(require("legal"))) -> dict[str, Any]:
     try:
         consent = store.approve_request(request.app.state.engine, request_id, body.evidence.reference,
-                                        body.evidence.sha256, body.granted_by, _aware(body.valid_until))
+                                        body.evidence.sha256, body.granted_by,
+                                        agreement_store.aware_utc(body.valid_until))
     except store.NotPending:
         raise _not_pending(request_id) from None
     if consent is None:

@@ -50,9 +50,6 @@ class ExclusionIn(AdminBody):
                     "independently_developed"]
 
 
-def _aware(value: dt.datetime | None) -> dt.datetime | None:
-    return value.replace(tzinfo=dt.UTC) if value is not None and value.tzinfo is None else value
-
 
 def _inlined(schema: Any, defs: dict[str, Any]) -> Any:
     """A pydantic JSON schema with its `$defs` references replaced by the definitions themselves."""
@@ -165,7 +162,8 @@ async def register_item(agreement_id: str, request: Request,
                                   code="empty_material")
     material = Material(title=body.title, category=body.category, text=body.text, file=data, filename=filename,
                         terms=tuple(body.terms), provisional=body.provisional,
-                        disclosed_at=_aware(body.disclosed_at), written_notice_at=_aware(body.written_notice_at))
+                        disclosed_at=store.aware_utc(body.disclosed_at),
+                        written_notice_at=store.aware_utc(body.written_notice_at))
     created = await anyio.to_thread.run_sync(_service(request).register_item, agreement_id, material)
     await anyio.to_thread.run_sync(request.app.state.refresh_policy_facts)
     return created
@@ -199,7 +197,7 @@ def confirm_written_notice(item_id: str, body: ItemPatch, request: Request,
     row = store.get_item_row(engine, item_id)
     if row is None:
         raise _item_not_found(item_id)
-    notice = _aware(body.written_notice_at)
+    notice = store.aware_utc(body.written_notice_at)
     assert notice is not None
     disclosed = row.disclosed_at if row.disclosed_at.tzinfo else row.disclosed_at.replace(tzinfo=dt.UTC)
     check_written_notice(disclosed, notice)
