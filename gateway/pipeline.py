@@ -342,17 +342,26 @@ async def _watched(chunks: AsyncIterator[bytes], call: ProviderCall, outcome: Ou
         outcome.marking = Marking(agreements, outcome.decision.id, derived_ids)
         return outcome.marking
 
+    registered = False
+
+    async def register_before_naming() -> None:
+        """The closing event names the derived item: it exists before a client can read that name."""
+        nonlocal registered
+        if derived_ids and not registered:
+            registered = True
+            await ports.register_derived(DerivedOutput(
+                watcher.text, marked, _categories(outcome.decision, marked), outcome.decision.id, derived_ids))
+
     watcher = StreamWatcher(call.endpoint, on_close)
     async for chunk in chunks:
         ready = watcher.feed(chunk)
+        await register_before_naming()
         if ready:
             yield ready
     rest = watcher.flush()
+    await register_before_naming()
     if rest:
         yield rest
-    if derived_ids:
-        await ports.register_derived(DerivedOutput(
-            watcher.text, marked, _categories(outcome.decision, marked), outcome.decision.id, derived_ids))
     ports.audit_later(outcome_record(outcome, 200, watcher.usage, started))
 
 
