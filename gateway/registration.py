@@ -130,7 +130,11 @@ class RegistryService:
                     for removed in self.registry.remove_agreement(event.agreement_id):
                         self._matchable.discard(removed)
 
+    # Each `_apply_*` runs under the writer lock and is idempotent: the refresh loop may see a change-log event
+    # for an object that this process is storing at the same moment, and only one of them may load it.
     def _apply_item(self, row: Any) -> None:
+        if row.id in self._applied:
+            return
         if row.fingerprint_count:
             self.registry.load_item(row.id, row.agreement_id, row.category, row.fingerprints)
         if row.terms is not None:
@@ -140,11 +144,15 @@ class RegistryService:
         self._matchable.add(row.id)
 
     def _apply_exclusion(self, row: Any) -> None:
+        if row.id in self._applied:
+            return
         text = unseal(self.secret, row.text_sealed, EXCLUSION).decode()
         self.registry.add_exclusion(row.id, row.agreement_id, text)
         self._applied.add(row.id)
 
     def _apply_record_set(self, row: Any) -> None:
+        if row.id in self._applied:
+            return
         rows = orjson.loads(unseal(self.secret, row.cells, CELLS))
         self.registry.add_record_set(row.id, row.agreement_id, rows, list(row.columns), row.min_cells)
         self._applied.add(row.id)
@@ -178,12 +186,13 @@ class RegistryService:
             "fingerprint_count": count, "fingerprints": fingerprints,
             "terms": seal(self.secret, orjson.dumps(terms), TERMS) if terms else None, "term_count": len(terms)})
         with self.lock.writing():
-            if count:
-                self.registry.load_item(item_id, agreement_id, material.category, fingerprints)
-            if terms:
-                self.registry.add_terms(item_id, agreement_id, material.category, terms)
-            self._applied.add(item_id)
-            self._matchable.add(item_id)
+            if item_id not in self._applied:  # else the refresh loop loaded it from the store already
+                if count:
+                    self.registry.load_item(item_id, agreement_id, material.category, fingerprints)
+                if terms:
+                    self.registry.add_terms(item_id, agreement_id, material.category, terms)
+                self._applied.add(item_id)
+                self._matchable.add(item_id)
         return created
 
     def _material_text(self, material: Material) -> tuple[str, bool, str]:
@@ -221,8 +230,9 @@ class RegistryService:
             "sha256": hashlib.sha256(text.encode()).hexdigest(), "fingerprint_count": count,
             "text_sealed": seal(self.secret, text.encode(), EXCLUSION)})
         with self.lock.writing():
-            self.registry.add_exclusion(exclusion_id, agreement_id, text)
-            self._applied.add(exclusion_id)
+            if exclusion_id not in self._applied:
+                self.registry.add_exclusion(exclusion_id, agreement_id, text)
+                self._applied.add(exclusion_id)
         return created
 
     def add_record_set(self, agreement_id: str, rows: list[list[str]], columns: list[str], min_cells: int,
@@ -234,9 +244,10 @@ class RegistryService:
             "min_cells": min_cells, "rows": len(rows), "sha256": digest,
             "cells": seal(self.secret, orjson.dumps(rows), CELLS)})
         with self.lock.writing():
-            self.registry.add_record_set(record_set_id, agreement_id, rows, columns, min_cells)
-            self._applied.add(record_set_id)
-            self._matchable.add(record_set_id)
+            if record_set_id not in self._applied:
+                self.registry.add_record_set(record_set_id, agreement_id, rows, columns, min_cells)
+                self._applied.add(record_set_id)
+                self._matchable.add(record_set_id)
         return created
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import sys
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -119,6 +120,7 @@ class Services:
         self._seq = changes.last_change(self.engine)  # read first: what changes during start-up is applied again
         self.router = Router(destinations.all_destinations(self.engine))
         self.facts = FactsHolder()
+        self._facts_reading = threading.Lock()
         self.refresh_policy_facts()
         self.registry = RegistryService(self.engine, self.secret, settings.accumulation_window_seconds)
         self.registry.load()
@@ -148,9 +150,12 @@ class Services:
         self.router.replace(destinations.all_destinations(self.engine))
 
     def refresh_policy_facts(self) -> None:
-        self.facts.replace(agreements=agreement_store.all_agreements(self.engine),
-                           items=agreement_store.all_item_infos(self.engine),
-                           consents=consent_store.active_consents(self.engine))
+        """One reader at a time: a refresh that began before an admin change must not land after the
+        refresh that change made, or the older reading would replace the newer one."""
+        with self._facts_reading:
+            self.facts.replace(agreements=agreement_store.all_agreements(self.engine),
+                               items=agreement_store.all_item_infos(self.engine),
+                               consents=consent_store.active_consents(self.engine))
 
     def refresh_all(self) -> None:
         """Pick up what other replicas changed (run every second): one query when nothing did."""
@@ -208,8 +213,9 @@ class Services:
                     done.append(item_id)
                 except GatewayError as exc:  # too short to fingerprint: nothing to register
                     log.info("derived item not registered: %s", exc.code)
-            self.facts.add_items([agreement_store.item_domain(agreement_store.get_item_row(self.engine, i))
-                                  for i in done])
+            added = [agreement_store.item_domain(agreement_store.get_item_row(self.engine, i)) for i in done]
+            with self._facts_reading:
+                self.facts.add_items(added)
             return tuple(done)
 
         return await anyio.to_thread.run_sync(register)

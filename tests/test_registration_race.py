@@ -1,0 +1,73 @@
+"""A process stores material while its own refresh loop reads the change log: each item is loaded once.
+
+The refresh loop (`RegistryService.apply`) may see an item's `item_added` event between the moment the
+registering call committed it and the moment that call loads it into memory. Whichever comes first loads
+it; the other must neither fail nor load it twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+
+from gateway.domain import Category, TextPart
+from gateway.registration import Material, RegistryService
+from gateway.storage import agreements as store
+from gateway.storage import changes
+from gateway.storage.database import migrate, open_engine
+
+SECRET = b"k" * 32
+TEXTS = [f"設計書 第{n}版: 蒸留の温度は層ごとに {n} 度ずつ上げ、四つの生徒モデルの間に相互学習の損失を加える。"
+         f"Revision {n} raises the distillation temperature layer by layer and weights it at {n} tenths."
+         for n in range(12)]
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[sa.Engine]:
+    made = open_engine(database_url)
+    migrate(made)
+    store.create_agreement(made, {"id": "nda-race", "title": "T", "counterparty": "C", "purpose": "P",
+                                  "effective_date": dt.date(2026, 4, 1), "term_years": 3, "survival_years": 2})
+    yield made
+    made.dispose()
+
+
+def test_items_registered_while_the_change_log_is_applied_are_loaded_once(engine: sa.Engine) -> None:
+    service = RegistryService(engine, SECRET)
+    service.load()
+    seq = changes.last_change(engine)
+    done = threading.Event()
+    failures: list[BaseException] = []
+
+    def refresh_loop() -> None:
+        nonlocal seq
+        try:
+            while not done.is_set():
+                found = changes.changes_since(engine, seq)
+                service.apply(found)
+                if found:
+                    seq = max(int(row.seq) for row in found)
+        except BaseException as exc:  # reported below: a failing loop is the bug this test looks for
+            failures.append(exc)
+
+    loop = threading.Thread(target=refresh_loop)
+    loop.start()
+    try:
+        items = [service.register_item("nda-race", Material(title=f"v{n}", category=Category.AI_TECHNOLOGY,
+                                                            text=text, terms=(f"Aurora-{n}",)))
+                 for n, text in enumerate(TEXTS)]
+    finally:
+        done.set()
+        loop.join()
+    assert not failures, failures
+    for n, (item, text) in enumerate(zip(items, TEXTS, strict=True)):
+        found = {m.item_id for m in service.scan([TextPart(location="messages[0].content", text=text)])}
+        assert item["id"] in found
+        assert service.registry.item_size(item["id"]) == item["fingerprints"] > 0
+        term_hits = [m for m in service.scan([TextPart(location="messages[0].content", text=f"see Aurora-{n} now")])
+                     if m.item_id == item["id"]]
+        assert len(term_hits) == 1, term_hits
