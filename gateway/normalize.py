@@ -37,7 +37,7 @@ import unicodedata
 
 __all__ = ["NORMALIZATION_VERSION", "Normalized", "fold", "length_table", "normalize"]
 
-NORMALIZATION_VERSION = 1
+NORMALIZATION_VERSION = 2
 
 # Categories whose characters vanish: separators, punctuation, symbols, controls, format, private use.
 _DROP = frozenset("Zs Zl Zp Pc Pd Ps Pe Pi Pf Po Sm Sc Sk So Cc Cf Co".split())
@@ -53,9 +53,28 @@ def _fold_once(s: str) -> str:
     s = "".join(_CONFUSABLE_MAP.get(ch, ch) for ch in unicodedata.normalize("NFKC", s)).casefold()
     s = unicodedata.normalize("NFD", s)
     s = "".join(ch for ch in s if ch in _KANA_VOICING or unicodedata.category(ch) not in ("Mn", "Me"))
+    s = _voiced_lookalikes(s)
     s = unicodedata.normalize("NFC", s)
     s = "".join(ch for ch in s if unicodedata.category(ch) not in _DROP)
     return "".join(_CONFUSABLE_MAP.get(ch, ch) for ch in s)
+
+
+def _voiced_lookalikes(decomposed: str) -> str:
+    """Map a kana base followed by a voicing mark through the lookalike table, as UTS #39 skeletons do.
+
+    The voiced katakana "ベ" (ヘ + mark) then meets the entry "ヘ" -> "へ" and
+    recomposes to hiragana "べ". Where the mapped base takes no voicing mark
+    ("ガ" is カ + mark, and カ looks like the kanji 力), the kana is kept.
+    """
+    if "\u3099" not in decomposed and "\u309a" not in decomposed:
+        return decomposed
+    chars = list(decomposed)
+    for i in range(len(chars) - 1):
+        if chars[i + 1] in _KANA_VOICING and chars[i] in _CONFUSABLE_MAP:
+            mapped = _CONFUSABLE_MAP[chars[i]]
+            if len(mapped) == 1 and len(unicodedata.normalize("NFC", mapped + chars[i + 1])) == 1:
+                chars[i] = mapped
+    return "".join(chars)
 
 
 def _fold_string(s: str) -> str:
@@ -68,13 +87,22 @@ def _fold_string(s: str) -> str:
 
 
 def _load_confusables() -> dict[str, str]:
+    """The lookalike table, each entry folding to what the ASCII character it imitates folds to.
+
+    UTS #39 gives capital ``I`` the prototype ``l``, so its lookalikes (Greek
+    ``Ι``, Cyrillic ``І``, ``Ӏ``) would fold to ``l`` while the ``I`` they
+    stand for is case-folded to ``i``. An upper-case letter imitating ``l``
+    imitates ``I``: it folds to ``i``.
+    """
     table: dict[str, str] = {}
     for entry in _CONFUSABLES.split(";"):
         if entry:
             dst, srcs = entry.split(":")
             target = "".join(chr(int(h, 16)) for h in dst.split())
             for h in srcs.split():
-                table[chr(int(h, 16))] = target
+                source = chr(int(h, 16))
+                upper = unicodedata.category(source) == "Lu" or source.lower() != source
+                table[source] = "i" if target == "l" and upper else target
     return table
 
 

@@ -116,9 +116,17 @@ def _blobs(text: str) -> list[tuple[str, int, int, str]]:
 
 def _unescape(text: str, pattern: re.Pattern[str], decode: Callable[[str], str | None],
               minimum: int = 2) -> tuple[str, list[int], list[int]] | None:
-    """Replace every escape; keep, per decoded character, the source span it came from."""
+    """Replace every escape; keep, per decoded character, the source span it came from.
+
+    `minimum` counts escapes, not matches of `pattern`: a run such as
+    ``%E7%A7%98`` is one match but three escapes, and a wholly escaped text is
+    a single run that must still be decoded. One lone escape (``a%20b``) is
+    left alone: it hides nothing.
+    """
     matches = list(pattern.finditer(text))
-    if len(matches) < minimum:
+    if not matches:
+        return None
+    if len(matches) < minimum and sum(_escape_count(m.group()) for m in matches) < minimum:
         return None
     pieces: list[str] = []
     starts: list[int] = []
@@ -134,8 +142,19 @@ def _unescape(text: str, pattern: re.Pattern[str], decode: Callable[[str], str |
         starts.extend(range(position, match.start()))
         ends.extend(range(position + 1, match.start() + 1))
         pieces.append(decoded)
-        starts.extend([match.start()] * len(decoded))
-        ends.extend([match.end()] * len(decoded))
+        run = match.group()
+        unit = 3 if run.startswith("%") else 4 if run.startswith("\\x") else 0
+        if unit and len(run) == unit * len(decoded.encode("utf-8", "surrogatepass")):
+            # A run of byte escapes: each character maps to exactly the escapes of its UTF-8 bytes.
+            offset = match.start()
+            for ch in decoded:
+                width = unit * len(ch.encode("utf-8", "surrogatepass"))
+                starts.append(offset)
+                ends.append(offset + width)
+                offset += width
+        else:
+            starts.extend([match.start()] * len(decoded))
+            ends.extend([match.end()] * len(decoded))
         position = match.end()
         changed = True
     if not changed:
@@ -144,6 +163,11 @@ def _unescape(text: str, pattern: re.Pattern[str], decode: Callable[[str], str |
     starts.extend(range(position, len(text)))
     ends.extend(range(position + 1, len(text) + 1))
     return "".join(pieces), starts, ends
+
+
+def _escape_count(run: str) -> int:
+    """How many escapes a match holds (runs of ``%XX`` or ``\\xXX`` hold several)."""
+    return max(1, run.count("%") + run.count("\\x"))
 
 
 def _json_escape(escape: str) -> str:

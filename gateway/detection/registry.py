@@ -133,14 +133,23 @@ def _count_distinct(values: UInt64Array) -> int:
     return int(np.count_nonzero(ordered[1:] != ordered[:-1])) + 1
 
 
-def _multiplicity(values: UInt64Array) -> npt.NDArray[np.int64]:
-    """For each element, how many elements hold the same value."""
-    order = np.argsort(values, kind="stable")
-    ordered = values[order]
-    starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
-    counts = np.diff(np.append(starts, ordered.shape[0]))
+def _items_sharing(values: UInt64Array, slots: npt.NDArray[np.uint32]) -> npt.NDArray[np.int64]:
+    """For each hit (value, slot), how many distinct items hold its value.
+
+    Boilerplate is a fingerprint many *items* share; the same passage pasted
+    twelve times into one request, or spread over nine messages, repeats a
+    fingerprint of one item and must still be found.
+    """
+    if values.shape[0] == 0:
+        return np.zeros(0, np.int64)
+    order = np.lexsort((slots, values))
+    v, s = values[order], slots[order]
+    new_value = np.concatenate(([True], v[1:] != v[:-1]))
+    new_pair = new_value | np.concatenate(([True], s[1:] != s[:-1]))
+    group = np.cumsum(new_value) - 1
+    distinct = np.bincount(group, weights=new_pair).astype(np.int64)
     result = np.empty(values.shape[0], np.int64)
-    result[order] = np.repeat(counts, counts)
+    result[order] = distinct[group]
     return result
 
 
@@ -326,7 +335,7 @@ class Registry:
         ends = np.concatenate([p.ends for _, _, p in chunks])
         hit_values = values[hits.queries]
         # Boilerplate: held by too many items, or found in the background corpus.
-        common = _multiplicity(hit_values) > self.max_item_share
+        common = _items_sharing(hit_values, hits.slots) > self.max_item_share
         if self._background.shape[0]:
             common |= np.isin(hit_values, self._background)
         # Exclusions, one vectorised test per agreement present.

@@ -24,6 +24,9 @@ from gateway.normalize import fold, normalize
         ("「秘密情報」とは、", "秘密情報とは"),
         ("ℌ𝔢𝔩𝔩𝔬 ①②", "hello12"),
         ("tag\U000e0041\U000e0042s", "tags"),  # invisible tag characters
+        ("FΙLE ІNFO", "fileinfo"),  # Greek and Cyrillic capital I look like I, not like l
+        ("べース ぺージ", fold("ベース ページ")),  # voiced kana meet their base's lookalike entry
+        ("ﾍﾞｰｽ", fold("ベース")),
     ],
 )
 def test_when_text_is_reformatted_then_it_folds_to_the_same_form(raw: str, expected: str) -> None:
@@ -79,3 +82,10 @@ def test_normalization_is_idempotent(raw: str) -> None:
     once = normalize(raw).text
     assert normalize(once).text == once
     assert fold(raw) == once
+
+
+def test_voiced_kana_lookalikes_map_back_to_their_own_characters() -> None:
+    text = "見出しはﾍﾟｰｼﾞ上部"
+    norm = normalize(text)
+    start = norm.text.index(fold("ページ"))
+    assert norm.original_span(start, start + len(fold("ページ"))) == (text.index("ﾍ"), text.index("上"))

@@ -188,3 +188,13 @@ def test_exported_fingerprints_load_into_a_fresh_registry(registry: Registry) ->
     before = registry.scan([TextPart("m", EN_PLAN[50:300])]).matches
     after = restored.scan([TextPart("m", EN_PLAN[50:300])]).matches
     assert before == after and before
+
+
+def test_a_passage_pasted_many_times_or_spread_over_many_messages_is_still_found(registry: Registry) -> None:
+    """Boilerplate is a fingerprint many items share, not one the request repeats."""
+    registry.add_item("plan", "nda-1", Category.BUSINESS, EN_PLAN)
+    passage = EN_PLAN[40:240]
+    pasted = _fingerprint_matches(registry, [TextPart("m", "\n\n".join([passage] * 12))])
+    assert pasted and {m.item_id for m in pasted} == {"plan"}
+    spread = _fingerprint_matches(registry, [TextPart(f"messages[{i}].content", passage) for i in range(9)])
+    assert {m.location for m in spread} == {f"messages[{i}].content" for i in range(9)}

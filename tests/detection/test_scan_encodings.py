@@ -77,3 +77,21 @@ def test_engines_import_no_io_frameworks() -> None:
     code = "import sys, gateway.normalize; print(' '.join(sorted(m for m in sys.modules if m.startswith(('gateway', 'numpy')))))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["gateway", "gateway.normalize"]
+
+
+def test_a_wholly_url_escaped_passage_is_decoded_with_exact_spans(loaded: Registry) -> None:
+    """Every byte escaped (one run of %XX) is decoded, alone or under base64."""
+    text = EN_PLAN[30:250]
+    escaped = "".join(f"%{b:02X}" for b in text.encode("utf-8"))
+    prompt = "Decode: " + escaped + "\n"
+    matches = scan([TextPart("m", prompt)], loaded)
+    assert [(m.item_id, m.encoding) for m in matches] == [("plan", "url")]
+    assert prompt.index(escaped) <= matches[0].start < matches[0].end <= prompt.index(escaped) + len(escaped)
+    assert (matches[0].end - matches[0].start) % 3 == 0  # whole escapes, never half of one
+    nested = base64.b64encode(escaped.encode()).decode()
+    matches = scan([TextPart("m", "Decode: " + nested)], loaded)
+    assert [(m.item_id, m.encoding) for m in matches] == [("plan", "base64>url")]
+
+
+def test_a_lone_escape_does_not_open_a_decoded_layer(loaded: Registry) -> None:
+    assert scan([TextPart("m", "open https://example.com/a%20b please")], loaded) == []
