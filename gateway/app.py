@@ -19,6 +19,7 @@ from starlette.routing import Router
 from starlette.types import Receive, Scope, Send
 
 from gateway.errors import GatewayError, InvalidRequest, NotFound
+from gateway.ratelimit import with_retry_after
 from gateway.routes import ops, proxy
 from gateway.routes.admin import router as admin_router
 from gateway.routes.admin.changes import AuditAdminChanges
@@ -80,7 +81,7 @@ def create_app(settings: Settings | None = None, *, environ: Mapping[str, str] |
 
         async def refresh_forever() -> None:
             while True:
-                await asyncio.sleep(REFRESH_SECONDS)
+                await services.wait_for_change(REFRESH_SECONDS)  # woken at once by a Redis notification
                 try:
                     await anyio.to_thread.run_sync(services.refresh_all)
                 except Exception as exc:  # the store may be briefly away; the last snapshot stays in force
@@ -133,7 +134,7 @@ class ShuhiApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith("/v1/"):
             scope["app"] = self.admin  # handlers reach settings and ports through request.app.state
-            await self.provider_routes(scope, receive, send)
+            await self.provider_routes(scope, receive, with_retry_after(send))
         else:
             await self.admin(scope, receive, send)
 

@@ -9,6 +9,7 @@
     ├── Conflict                   409 an object with this id exists
     ├── PayloadTooLarge            413 body over the configured limit
     ├── UnprocessableEntity        422 well-formed but not acceptable (e.g. a late written notice)
+    ├── RateLimited                429 a request rate or token quota is spent (Retry-After)
     ├── UpstreamError              502 the destination failed, answered garbage or dropped the connection
     ├── UpstreamTimeout            504 the destination did not answer in time
     └── ServiceUnavailable         503 a destination's key is missing, the store is down
@@ -79,6 +80,12 @@ class PayloadTooLarge(GatewayError):
 
 class UnprocessableEntity(GatewayError):
     status, type, anthropic_type, code = 422, "invalid_request_error", "invalid_request_error", "unprocessable"
+
+
+class RateLimited(GatewayError):
+    """429: a principal's or group's request rate or token quota is spent; `extra` carries `retry_after`."""
+
+    status, type, anthropic_type, code = 429, "rate_limit_error", "rate_limit_error", "rate_limit_exceeded"
 
 
 class UpstreamError(GatewayError):

@@ -20,6 +20,7 @@ from typing import Any
 import anyio
 import orjson
 
+from gateway import metrics
 from gateway.authenticate import KeyCache, KeyLookup, authenticate
 from gateway.decide import DecisionInput, UnscannablePart, evaluate
 from gateway.domain import ApiFormat, Decision, DecisionKind, Destination, Endpoint, Match, Principal, TextPart
@@ -31,6 +32,7 @@ from gateway.mark import Marking, StreamWatcher, add_label, output_text
 from gateway.policy.evaluation import ConsentScope, Evaluation
 from gateway.policy.messages import render_label, render_refusal
 from gateway.policy.schema import Policy
+from gateway.ratelimit import Limiter
 from gateway.redact import redact
 from gateway.routing import Router
 from gateway.uploads import Upload, file_extraction, parse_upload
@@ -59,6 +61,7 @@ class Ports:
     record_upload: Callable[[str, str, str, str, str, list[dict[str, Any]]], Awaitable[None]]
     find_upload: Callable[[str], Awaitable[dict[str, Any] | None]]
     files_destination: str | None = None
+    limiter: Limiter | None = None  # request rates and token quotas (none configured: no limits)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,9 +138,10 @@ def _files_destination(call: ProviderCall, ports: Ports) -> Destination:
 
 
 async def _scan(principal: Principal, parts: Sequence[TextPart], ports: Ports) -> list[Match]:
-    if sum(len(p.text) for p in parts) <= INLINE_SCAN_CHARS:
-        return ports.scan_for(principal.id, parts)
-    return await anyio.to_thread.run_sync(ports.scan_for, principal.id, parts)
+    with metrics.SCAN_SECONDS.time():
+        if sum(len(p.text) for p in parts) <= INLINE_SCAN_CHARS:
+            return ports.scan_for(principal.id, parts)
+        return await anyio.to_thread.run_sync(ports.scan_for, principal.id, parts)
 
 
 def match_json(match: Match) -> dict[str, Any]:
@@ -215,6 +219,8 @@ async def run(call: ProviderCall, ports: Ports) -> Outcome:
     """Authenticate, inspect, decide, audit, then refuse or forward and mark."""
     started = time.perf_counter()
     principal = await authenticate(call.key, ports.secret, ports.key_cache, ports.lookup_key)
+    if ports.limiter is not None:
+        await ports.limiter.admit(principal)  # 429 when spent; 503 when the counters cannot be reached
     seen = await _inspect(call, ports)
     destination, payload, extraction = seen.destination, seen.payload, seen.extraction
     matches = seen.inherited + await _scan(principal, extraction.parts, ports)
@@ -244,7 +250,8 @@ async def run(call: ProviderCall, ports: Ports) -> Outcome:
             redact(payload, evaluation.redactions)
         body = orjson.dumps(payload)
     stream = bool(payload and payload.get("stream") is True)
-    answer = await ports.forwarder.send(destination, call.method, call.path, body, call.headers, stream=stream)
+    with metrics.UPSTREAM_SECONDS.labels(destination.id).time():
+        answer = await ports.forwarder.send(destination, call.method, call.path, body, call.headers, stream=stream)
     marked = evaluation.marked_agreements
     outcome = Outcome(decision, principal, destination, answer, payload=payload)
     if isinstance(answer, UpstreamStream):

@@ -8,16 +8,19 @@ runs every second.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import sys
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import anyio
 
+from gateway import metrics
 from gateway.authenticate import KeyCache
 from gateway.domain import Category, Principal
 from gateway.errors import GatewayError
@@ -28,6 +31,8 @@ from gateway.pipeline import DerivedOutput, Ports
 from gateway.policy.evaluation import ConsentScope
 from gateway.policy.loader import PolicyError, PolicyStore, policy_from_dict
 from gateway.policy.schema import Policy
+from gateway.ratelimit import make_limiter
+from gateway.redis_bus import ChangeBus, key_prefix, open_client
 from gateway.registration import Material, RegistryService
 from gateway.routing import Router
 from gateway.settings import Settings, SettingsError
@@ -128,19 +133,38 @@ class Services:
         self.policies.refresh()
         self.audit_log = AuditLog(self.engine, durable=settings.audit_sync == "full")
         self.forwarder = Forwarder(self.environ, settings.upstream_connect_timeout)
+        self.redis = open_client(settings.redis_url) if settings.redis_url else None
+        self.bus = ChangeBus(self.redis, key_prefix(settings.database_url)) if self.redis is not None else None
+        if self.bus is not None:
+            self.bus.watch(self.engine)
+        self.limiter = make_limiter(settings, self.redis)
+        self.refreshed_at = time.monotonic()  # last successful read of the change log (readiness)
         self.ports = Ports(
             secret=self.secret, key_cache=KeyCache(settings.key_cache_seconds), lookup_key=self._lookup_key,
             router=self.router, forwarder=self.forwarder, facts=self.facts, policy=self.policies.current,
             scan=self.registry.scan, scan_for=self.registry.scan_for, register_derived=self._register_derived,
             open_consent_request=self._open_consent_request, audit=self._audit, audit_later=self._audit_later,
             record_upload=self._record_upload,
-            find_upload=self._find_upload, files_destination=settings.files_destination)
+            find_upload=self._find_upload, files_destination=settings.files_destination, limiter=self.limiter)
 
     async def start(self) -> None:
         await anyio.to_thread.run_sync(self.open)
         await self.audit_log.start()
+        if self.bus is not None:
+            await self.bus.start()
+
+    async def wait_for_change(self, seconds: float) -> None:
+        """Until another replica announces a change (Redis), or `seconds` pass (the poll, always on)."""
+        if self.bus is None:
+            await asyncio.sleep(seconds)
+        else:
+            await self.bus.wait(seconds)
 
     async def aclose(self) -> None:
+        if self.bus is not None:
+            await self.bus.aclose()
+        elif self.redis is not None:
+            await self.redis.aclose()
         await self.audit_log.aclose()  # commits what is queued, outcome records included
         await self.forwarder.aclose()
         self.engine.dispose()
@@ -162,6 +186,7 @@ class Services:
         self.policies.file.refresh()
         found = changes.changes_since(self.engine, self._seq)
         if not found:
+            self.refreshed_at = time.monotonic()
             return
         kinds = {row.kind for row in found}
         if kinds & changes.DESTINATIONS:
@@ -174,17 +199,28 @@ class Services:
             self.ports.key_cache.forget()
         self.registry.apply(found)
         self._seq = max(self._seq, max(int(row.seq) for row in found))
+        self.refreshed_at = time.monotonic()
 
     # -- ports -----------------------------------------------------------------------------------------
     async def _lookup_key(self, key_hash: str) -> Principal | None:
         return await anyio.to_thread.run_sync(principal_store.principal_for_key_hash, self.engine, key_hash)
 
     async def _audit(self, fields: dict[str, Any]) -> None:
-        await self.audit_log.append(fields)
+        started = time.perf_counter()
+        try:
+            await self.audit_log.append(fields)
+        except Exception:
+            metrics.AUDIT_FAILURES.inc()
+            raise
+        metrics.AUDIT_SECONDS.observe(time.perf_counter() - started)
+        if fields.get("kind") == "decision":
+            metrics.observe_decision(str(fields.get("decision")), fields.get("articles") or ())
 
     def _audit_later(self, fields: dict[str, Any]) -> None:
         """Outcome records: queued at once, committed with the next batch, not awaited by the response."""
         self.audit_log.append_nowait(fields)
+        if self.limiter is not None and fields.get("kind") == "outcome":
+            self.limiter.spend_later(str(fields.get("principal")), fields.get("usage"))
 
     async def _open_consent_request(self, scope: ConsentScope, principal_id: str, decision_id: str) -> str:
         return await anyio.to_thread.run_sync(

@@ -33,6 +33,10 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
                                        "of the process, not of the machine"),
     "SHUHI_ACCUMULATION_WINDOW_SECONDS": ("accumulation_window_seconds",
                                           "how long one principal's fragments of an item add up (0: off)"),
+    "SHUHI_REQUESTS_PER_MINUTE": ("requests_per_minute", "requests one principal may send per minute (none: no limit)"),
+    "SHUHI_TOKENS_PER_DAY": ("tokens_per_day", "tokens one principal may use per UTC day (none: no quota)"),
+    "SHUHI_LOG_FORMAT": ("log_format", "json: one JSON object per log line; text: plain lines"),
+    "SHUHI_OTEL_ENDPOINT": ("otel_endpoint", "OTLP/HTTP endpoint for OpenTelemetry traces (none: tracing off)"),
 }
 
 
@@ -55,6 +59,15 @@ class DestinationSettings(BaseModel):
     timeout_seconds: float = Field(default=600.0, gt=0)
 
 
+class Limits(BaseModel):
+    """A request rate and a token quota; a missing one is no limit."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    requests_per_minute: int | None = Field(default=None, gt=0)
+    tokens_per_day: int | None = Field(default=None, gt=0)
+
+
 class Settings(BaseModel):
     """Validated settings of one gateway process."""
 
@@ -72,6 +85,11 @@ class Settings(BaseModel):
     accumulation_window_seconds: float = Field(default=600.0, ge=0)
     audit_sync: Literal["full", "normal"] = "full"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "text"] = "json"
+    requests_per_minute: int | None = Field(default=None, gt=0)
+    tokens_per_day: int | None = Field(default=None, gt=0)
+    group_limits: dict[str, Limits] = Field(default_factory=dict)  # each group's budget, shared by its members
+    otel_endpoint: str | None = None
     destinations: list[DestinationSettings] = Field(default_factory=list)
 
     @field_validator("database_url")

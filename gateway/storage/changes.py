@@ -25,6 +25,7 @@ def record_change(conn: Connection, kind: str, object_id: str, agreement_id: str
     """Append a change inside the caller's transaction, so the log and the change commit together."""
     conn.execute(insert(registry_events).values(kind=kind, object_id=object_id, agreement_id=agreement_id,
                                                 at=utcnow()))
+    conn.info["shuhi_changed"] = True  # announced to the other replicas at commit (gateway.redis_bus)
 
 
 def last_change(engine: Engine) -> int:
