@@ -36,11 +36,6 @@ RECALL_BAR = 0.99
 FP_BAR = 0.001
 
 KNOWN_FAILURES = {
-    "url": "gateway/scan.py _unescape: a fully %-escaped text is one match of _URL_ESCAPES, and fewer than "
-           "`minimum`=2 matches means no decoding at all (quote() output passes only because letters split the runs)",
-    "nested_base64_url": "same bug as `url`: the base64 layer decodes to one run of %XX escapes, never unescaped",
-    "homoglyph_greek": "gateway/normalize.py: Greek capital Iota (U+0399, like Cyrillic U+0406) folds to 'l' "
-                       "(UTS #39 prototype) while the ASCII 'I' it imitates folds to 'i': 'FΙLE' -> 'flle' != 'file'",
     "rename_identifiers": "gateway/detection/registry.py _looks_like_code: the code channel runs only when one of "
                           "{};()= occurs per 40 characters of the whole part; Python (colons, indentation) in a "
                           "prompt with a sentence around it often falls below, and renamed code is then invisible "
@@ -49,9 +44,6 @@ KNOWN_FAILURES = {
     "remove_comments": "gateway/detection/registry.py _looks_like_code, as for rename_identifiers: comment-free code "
                        "without {};()= (a table of numbers, `31,\\n 59,\\n 90,...`) gets no code channel, and its "
                        "normalized text is shorter than T",
-    "repeated_x12": "gateway/detection/registry.py _fingerprint_matches: _multiplicity(hit_values) counts "
-                    "occurrences in the request, not items, so a passage pasted more than max_item_share (8) "
-                    "times, or sent in 9 messages, is taken for boilerplate and not reported",
 }
 
 
@@ -165,13 +157,7 @@ def test_each_evasion_keeps_recall_of_99_percent(evaluation: Evaluation, name: s
         f"misses:\n{evaluation.misses(name)}")
 
 
-LOOKALIKE_FAILURES = {
-    "\u0399": "gateway/normalize.py: Greek capital Iota folds to 'l' (its UTS #39 prototype) while the ASCII 'I' it "
-               "imitates folds to 'i' (ASCII is never remapped, then case-folded): 'FΙLE' -> 'flle' != 'file'",
-    "\u3079": "gateway/normalize.py _fold_once: confusables are mapped on the composed form, so katakana ヘ->へ "
-               "folds but voiced ベ/べ never meet that entry (UTS #39 skeletons map after NFD): 'ベース' != 'べース'",
-    "\u307a": "same as べ: katakana ペ and hiragana ぺ look the same and do not fold alike: 'ページ' != 'ぺージ'",
-}
+LOOKALIKE_FAILURES: dict[str, str] = {}
 
 
 def _lookalike_params() -> list[object]:
@@ -188,7 +174,6 @@ def test_every_lookalike_the_evaluation_substitutes_folds_like_the_letter_it_imi
     assert normalize(word.replace(plain, lookalike)).text == normalize(word).text
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=KNOWN_FAILURES["repeated_x12"])
 def test_a_passage_pasted_many_times_is_still_found(evaluation: Evaluation) -> None:
     hits, eligible, per_lang = evaluation.variant("repeated_x12")
     assert hits >= RECALL_BAR * eligible, (hits, eligible, per_lang)
