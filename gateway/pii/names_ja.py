@@ -1,0 +1,133 @@
+"""Japanese person names from Sudachi, the morphological analyser under GiNZA, and optionally GiNZA's NER.
+
+Sudachi's dictionary tags surnames (人名・姓) and given names (人名・名). A
+surname followed by a given name, or a surname or given name followed by an
+honorific (様, さん, 部長…), is a person; a surname alone is not, because
+company names start with one (中村銀行). GiNZA's NER, when enabled, reads the
+sentences that hold a name and adds the persons it finds; it costs a model
+pass, so it runs only on those sentences.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from sudachipy import Dictionary, SplitMode
+
+HONORIFICS = frozenset({
+    "様", "さま", "さん", "氏", "殿", "先生", "君", "くん", "ちゃん", "部長", "課長", "係長", "社長", "専務",
+    "常務", "会長", "主任", "室長", "所長", "店長", "教授", "弁護士", "医師", "選手",
+})
+MAX_CHUNK = 4000  # Sudachi refuses very long inputs; cut at line or sentence ends
+_CUT = re.compile(r"(?<=[\n。！？])")
+
+
+@dataclass(frozen=True, slots=True)
+class NameSpan:
+    """A person name at `text[start:end]`, with how sure the reading is."""
+
+    start: int
+    end: int
+    score: float
+
+
+class JapaneseNames:
+    """Finds person names; one Sudachi tokenizer per thread (they are not thread-safe), GiNZA behind a lock."""
+
+    def __init__(self, ginza: Any = None) -> None:
+        self._dictionary = Dictionary(dict="core")
+        self._local = threading.local()
+        self._ginza = ginza
+        self._ginza_lock = threading.Lock()
+
+    def _tokenizer(self) -> Any:
+        tokenizer = getattr(self._local, "tokenizer", None)
+        if tokenizer is None:
+            tokenizer = self._local.tokenizer = self._dictionary.create(SplitMode.C)
+        return tokenizer
+
+    def find(self, text: str, use_ner: bool = False) -> list[NameSpan]:
+        """Every person name in `text`, by dictionary and honorifics, plus GiNZA's persons if `use_ner`."""
+        found: list[NameSpan] = []
+        sentences: list[tuple[int, int]] = []
+        for offset, chunk in _chunks(text):
+            names = self._by_dictionary(chunk)
+            found += [NameSpan(n.start + offset, n.end + offset, n.score) for n in names]
+            if use_ner and names:
+                sentences += _sentences_with(chunk, offset, names)
+        if use_ner and self._ginza is not None and sentences:
+            found = _union(found, self._by_ner(text, sentences))
+        return found
+
+    def _by_dictionary(self, text: str) -> list[NameSpan]:
+        morphemes = [(m.begin(), m.end(), m.surface(), m.part_of_speech()) for m in self._tokenizer().tokenize(text)]
+        found: list[NameSpan] = []
+        index = 0
+        while index < len(morphemes):
+            start, end, _, pos = morphemes[index]
+            if pos[2] != "人名":
+                index += 1
+                continue
+            after = index + 1
+            if after < len(morphemes) and morphemes[after][3][0] == "空白" and len(morphemes[after][2]) == 1:
+                after += 1
+            following = morphemes[after] if after < len(morphemes) else None
+            if pos[3] == "姓" and following is not None and following[3][2:4] == ("人名", "名"):
+                honored = after + 1 < len(morphemes) and morphemes[after + 1][2] in HONORIFICS
+                found.append(NameSpan(start, following[1], 0.95 if honored else 0.85))
+                index = after + 1
+                continue
+            if morphemes[index + 1:index + 2] and morphemes[index + 1][2] in HONORIFICS:
+                found.append(NameSpan(start, end, 0.75))
+            index += 1
+        return found
+
+    def _by_ner(self, text: str, sentences: list[tuple[int, int]]) -> list[NameSpan]:
+        with self._ginza_lock:
+            docs = list(self._ginza.pipe(text[s:e] for s, e in sentences))
+        return [NameSpan(s + ent.start_char, s + ent.end_char, 0.85)
+                for (s, _), doc in zip(sentences, docs, strict=True) for ent in doc.ents if ent.label_ == "Person"]
+
+
+def _chunks(text: str) -> list[tuple[int, str]]:
+    """Pieces of at most MAX_CHUNK characters, cut at line or sentence ends where possible."""
+    if len(text) <= MAX_CHUNK:
+        return [(0, text)]
+    pieces: list[tuple[int, str]] = []
+    start = 0
+    current = ""
+    for part in _CUT.split(text):
+        while len(part) > MAX_CHUNK:
+            if current:
+                pieces.append((start, current))
+                start += len(current)
+                current = ""
+            pieces.append((start, part[:MAX_CHUNK]))
+            start += MAX_CHUNK
+            part = part[MAX_CHUNK:]
+        if len(current) + len(part) > MAX_CHUNK:
+            pieces.append((start, current))
+            start += len(current)
+            current = ""
+        current += part
+    if current:
+        pieces.append((start, current))
+    return pieces
+
+
+def _sentences_with(chunk: str, offset: int, names: list[NameSpan]) -> list[tuple[int, int]]:
+    bounds = [0] + [m.end() for m in _CUT.finditer(chunk)] + [len(chunk)]
+    spans = sorted({(a, b) for a, b in zip(bounds, bounds[1:], strict=False) if a < b
+                    for n in names if a <= n.start < b})
+    return [(a + offset, b + offset) for a, b in spans]
+
+
+def _union(first: list[NameSpan], second: list[NameSpan]) -> list[NameSpan]:
+    kept = list(first)
+    for span in second:
+        if not any(s.start < span.end and span.start < s.end for s in first):
+            kept.append(span)
+    return sorted(kept, key=lambda s: s.start)

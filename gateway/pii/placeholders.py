@@ -1,0 +1,220 @@
+"""Reversible redaction: values replaced by numbered placeholders before forwarding, put back into the answer.
+
+`[PERSON_1]`, `[PHONE_NUMBER_2]`: the model can still follow the sentence and
+refer to the person, and the employee reads the real name in the answer. The
+mapping lives in a `Placeholders` object that the request holds in memory and
+drops when it ends; it is never logged, audited or stored. Streamed answers are
+restored event by event; a placeholder cut across two events is held back
+until it is complete.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Any
+
+import orjson
+
+from gateway.domain import Endpoint, Match
+
+_STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+PLACEHOLDER = re.compile(r"\[([A-Z][A-Z_]*)_(\d+)\]")
+_PARTIAL = re.compile(r"\[[A-Z_]*\d*$")
+MAX_PLACEHOLDER = 40
+
+
+def _path(location: str) -> list[str | int]:
+    return [name if name else int(index) for name, index in _STEP.findall(location)]
+
+
+class Placeholders:
+    """The values of one request, numbered per entity; the same value always gets the same placeholder."""
+
+    def __init__(self) -> None:
+        self._by_value: dict[tuple[str, str], str] = {}
+        self._values: dict[str, str] = {}
+        self._counts: dict[str, int] = defaultdict(int)
+
+    def __bool__(self) -> bool:
+        return bool(self._values)
+
+    def placeholder(self, entity: str, value: str) -> str:
+        """The placeholder standing for `value`, new or already given."""
+        key = (entity, value)
+        found = self._by_value.get(key)
+        if found is None:
+            self._counts[entity] += 1
+            found = f"[{entity}_{self._counts[entity]}]"
+            self._by_value[key] = found
+            self._values[found] = value
+        return found
+
+    def restore(self, text: str) -> str:
+        """`text` with every placeholder of this request replaced by its value; unknown ones stay."""
+        if "[" not in text:
+            return text
+        return PLACEHOLDER.sub(lambda m: self._values.get(m.group(0), m.group(0)), text)
+
+    def restore_json(self, node: Any) -> Any:
+        """Every string in a parsed JSON document restored, in place where it can be."""
+        if isinstance(node, str):
+            return self.restore(node)
+        if isinstance(node, list):
+            for index, value in enumerate(node):
+                node[index] = self.restore_json(value)
+        elif isinstance(node, dict):
+            for key, value in node.items():
+                node[key] = self.restore_json(value)
+        return node
+
+
+def redact_payload(payload: dict[str, Any], matches: Iterable[Match], reversible: Callable[[Match], bool],
+                   irreversible: Callable[[Match, int], str]) -> Placeholders:
+    """Replace every matched span in place: reversible ones by numbered placeholders, the others by
+    `irreversible(match, n)`. Overlapping spans merge; the first match of a merged span decides."""
+    placeholders = Placeholders()
+    by_location: dict[str, list[Match]] = defaultdict(list)
+    for match in matches:
+        by_location[match.location].append(match)
+    replaced = 0
+    for location, found in by_location.items():
+        path = _path(location)
+        node: Any = payload
+        try:
+            for step in path[:-1]:
+                node = node[step]
+            text = node[path[-1]]
+        except (KeyError, IndexError, TypeError):
+            continue
+        if not isinstance(text, str):
+            continue
+        merged: list[list[Any]] = []
+        for match in sorted(found, key=lambda m: (m.start, m.end)):
+            if merged and match.start < merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], match.end)
+            else:
+                merged.append([match.start, match.end, match])
+        pieces = []
+        for start, end, match in merged:
+            replaced += 1
+            value = text[start:end]
+            if reversible(match):
+                pieces.append((start, end, placeholders.placeholder(match.entity or "PII", value)))
+            else:
+                pieces.append((start, end, irreversible(match, replaced)))
+        for start, end, new in reversed(pieces):
+            text = text[:start] + new + text[end:]
+        node[path[-1]] = text
+    return placeholders
+
+
+# -- streams ---------------------------------------------------------------------------------------------------
+
+def _text_slots(endpoint: Endpoint, data: dict[str, Any]) -> list[tuple[Any, Any, str]]:
+    """Where a streamed event carries answer text: (holder, key, stream key) for each delta."""
+    if endpoint is Endpoint.MESSAGES:
+        delta = data.get("delta") if data.get("type") == "content_block_delta" else None
+        if isinstance(delta, dict) and isinstance(delta.get("text"), str):
+            return [(delta, "text", f"block{data.get('index', 0)}")]
+        return []
+    if endpoint is Endpoint.RESPONSES:
+        if data.get("type") == "response.output_text.delta" and isinstance(data.get("delta"), str):
+            return [(data, "delta", f"item{data.get('output_index', 0)}.{data.get('content_index', 0)}")]
+        return []
+    slots = []
+    for choice in data.get("choices") or []:
+        if not isinstance(choice, dict):
+            continue
+        key = f"choice{choice.get('index', 0)}"
+        if isinstance(choice.get("text"), str):
+            slots.append((choice, "text", key))
+        delta = choice.get("delta")
+        if isinstance(delta, dict) and isinstance(delta.get("content"), str):
+            slots.append((delta, "content", key))
+    return slots
+
+
+class StreamRestorer:
+    """Rewrites an SSE stream so that the client reads values where the model wrote placeholders."""
+
+    def __init__(self, endpoint: Endpoint, placeholders: Placeholders) -> None:
+        self.endpoint = endpoint
+        self.placeholders = placeholders
+        self._buffer = b""
+        self._pending: dict[str, str] = {}
+        self._template: dict[str, tuple[str | None, dict[str, Any], list[Any]]] = {}
+
+    async def wrap(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        """The stream, restored; complete events pass as soon as they are complete."""
+        async for chunk in chunks:
+            out = self.feed(chunk)
+            if out:
+                yield out
+        rest = self.flush()
+        if rest:
+            yield rest
+
+    def feed(self, chunk: bytes) -> bytes:
+        self._buffer += chunk
+        out: list[bytes] = []
+        while True:
+            cut = self._buffer.find(b"\n\n")
+            if cut < 0:
+                break
+            event, self._buffer = self._buffer[:cut + 2], self._buffer[cut + 2:]
+            out.append(self._event(event))
+        return b"".join(out)
+
+    def flush(self) -> bytes:
+        """What is still held back, as events of its own, then any incomplete trailing bytes."""
+        rest, self._buffer = self._buffer, b""
+        return self._release() + rest
+
+    def _event(self, raw: bytes) -> bytes:
+        name: str | None = None
+        data_line: bytes | None = None
+        for line in raw.replace(b"\r\n", b"\n").split(b"\n"):
+            if line.startswith(b"event:"):
+                name = line[6:].strip().decode(errors="replace")
+            elif line.startswith(b"data:"):
+                data_line = line[5:].strip()
+        if not data_line or data_line == b"[DONE]":
+            return self._release() + raw
+        try:
+            data = orjson.loads(data_line)
+        except orjson.JSONDecodeError:
+            return self._release() + raw
+        if not isinstance(data, dict):
+            return raw
+        slots = _text_slots(self.endpoint, data)
+        if not slots:
+            return self._release() + self._encode(name, self.placeholders.restore_json(data))
+        for holder, key, stream in slots:
+            text = self._pending.pop(stream, "") + holder[key]
+            cut = _PARTIAL.search(text)
+            if cut is not None and len(text) - cut.start() <= MAX_PLACEHOLDER:
+                self._pending[stream] = text[cut.start():]
+                text = text[:cut.start()]
+            holder[key] = self.placeholders.restore(text)
+            self._template[stream] = (name, data, [holder, key])
+        return self._encode(name, data)
+
+    def _release(self) -> bytes:
+        """Held-back text that turned out not to be a placeholder, sent as a delta of its own."""
+        out = []
+        for stream, text in list(self._pending.items()):
+            name, data, (holder, key) = self._template[stream]
+            copied = copy.deepcopy(data)
+            for c_holder, c_key, c_stream in _text_slots(self.endpoint, copied):
+                c_holder[c_key] = self.placeholders.restore(text) if c_stream == stream else ""
+            out.append(self._encode(name, copied))
+        self._pending.clear()
+        return b"".join(out)
+
+    @staticmethod
+    def _encode(name: str | None, data: dict[str, Any]) -> bytes:
+        prefix = f"event: {name}\n".encode() if name else b""
+        return prefix + b"data: " + orjson.dumps(data) + b"\n\n"
