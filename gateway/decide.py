@@ -168,12 +168,14 @@ def _judge(group: _Group, request: DecisionInput, policy: Policy, kind: str, now
 
 
 def _judge_pii(pii: list[Match], policy: Policy, kind: str) -> tuple[AgreementOutcome, tuple[Match, ...]]:
-    """Step 3: PII has no agreement to consent under; the policy's PII row decides alone."""
-    action = policy.action("pii", kind)
-    decision = _KIND_OF[action]
+    """Step 3: PII has no agreement to consent under; the policy's PII rules decide alone, entity by entity
+    (`reversible` is a redaction whose values come back in the answer)."""
+    actions = [(m, _KIND_OF[Action("redact" if a == "reversible" else a)])
+               for m in pii for a in (policy.pii.action_for(m.entity, kind),)]
+    decision = max((d for _, d in actions), key=lambda d: SEVERITY[d])
     articles = ("2(1)(4)", _ARTICLE[kind])
     code = "blocked" if decision is DecisionKind.BLOCK else None
-    redact = tuple(pii) if decision is DecisionKind.REDACT else ()
+    redact = tuple(m for m, d in actions if d is DecisionKind.REDACT) if decision is DecisionKind.REDACT else ()
     return AgreementOutcome(None, decision, articles, code, matches=tuple(pii)), redact
 
 

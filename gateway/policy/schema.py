@@ -31,6 +31,7 @@ __all__ = [
     "CategoryRule",
     "Marking",
     "Messages",
+    "PiiEntityRule",
     "PiiRule",
     "Policy",
     "Threshold",
@@ -121,16 +122,51 @@ class ActionTable(_Model):
         return Action(value if value is not None else getattr(self.default, kind))
 
 
+PiiAction = Literal["block", "reversible", "redact", "allow_marked", "allow"]
+PiiTrainingAction = Literal["block", "redact", "allow"]  # nothing comes back from training to restore
+
+
+class PiiEntityRule(_Model):
+    """One entity's own actions (unset: the `pii` row's) and the score a finding needs to count."""
+
+    third_party: PiiAction | None = None
+    internal: PiiAction | None = None
+    training: PiiTrainingAction | None = None
+    min_score: float | None = Field(default=None, ge=0.0, le=1.0)
+
+
 class PiiRule(_Model):
     """PII found by recognizers belongs to no agreement, so no consent can cover it.
 
     It is customer information in the sense of Article 2(1)(4) when it came
     from the discloser; the policy decides how careful to be with it anyway.
+    `entities` lists what the analyzer looks for: with none listed, no analyzer
+    is loaded and no request pays for one. `reversible` replaces each value by a
+    numbered placeholder and puts the value back into the answer.
     """
 
-    third_party: Literal["block", "redact", "allow_marked", "allow"] = "redact"
-    internal: Literal["block", "redact", "allow_marked", "allow"] = "allow"
-    training: Literal["block", "redact", "allow"] = "block"
+    third_party: PiiAction = "redact"
+    internal: PiiAction = "allow"
+    training: PiiTrainingAction = "block"
+    entities: dict[str, PiiEntityRule] = Field(default_factory=dict)
+    deny_list: tuple[str, ...] = Field(default=(), description="technical words never taken for PII (S3, C4)")
+    japanese_ner: bool = Field(default=False, description="GiNZA's NER adds Japanese names beyond the dictionary")
+
+    @field_validator("entities")
+    @classmethod
+    def _known_entities(cls, value: dict[str, PiiEntityRule]) -> dict[str, PiiEntityRule]:
+        from gateway.pii.entities import ALL_ENTITIES
+
+        unknown = sorted(set(value) - ALL_ENTITIES)
+        if unknown:
+            raise ValueError(f"unknown entity {', '.join(unknown)}; known: {', '.join(sorted(ALL_ENTITIES))}")
+        return value
+
+    def action_for(self, entity: str | None, kind: str) -> str:
+        """The action for one entity and destination kind, the row's action filling gaps."""
+        rule = self.entities.get(entity or "")
+        own = getattr(rule, kind) if rule is not None else None
+        return str(own if own is not None else getattr(self, kind))
 
 
 class UnscannableRule(_Model):
@@ -281,7 +317,7 @@ class Policy(_Model):
         """Flatten the action table, PII and unscannable rules and thresholds into plain dictionaries."""
         table = {(c, k): self.actions.resolve(c, k) for c in CATEGORY_KEYS for k in DESTINATION_KINDS}
         for k in DESTINATION_KINDS:
-            table[("pii", k)] = Action(getattr(self.pii, k))
+            table[("pii", k)] = Action("redact" if getattr(self.pii, k) == "reversible" else getattr(self.pii, k))
             table[("unscannable", k)] = Action(getattr(self.unscannable, k))
         self._table = table
         self._thresholds = {kind: getattr(self.thresholds, kind) for kind in MATCH_KINDS}
