@@ -18,6 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Router
 from starlette.types import Receive, Scope, Send
 
+from gateway.console import router as console_router
 from gateway.errors import GatewayError, InvalidRequest, NotFound
 from gateway.ratelimit import with_retry_after
 from gateway.routes import ops, proxy
@@ -105,6 +106,7 @@ def create_app(settings: Settings | None = None, *, environ: Mapping[str, str] |
                   description="Confidentiality gateway for AI APIs: admin API. Employee endpoints follow the "
                               "OpenAI and Anthropic APIs and are not described here.")
     app.include_router(admin_router())
+    app.include_router(console_router)
     for route in ops.routes():
         app.router.routes.append(route)
     app.add_exception_handler(GatewayError, _gateway_error)

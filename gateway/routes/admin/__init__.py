@@ -3,12 +3,12 @@
 from fastapi import APIRouter
 
 from gateway.routes.admin import (
-    agreements, audit, consents, destinations, destruction, items, policy, principals, tokens,
+    agreements, audit, consents, destinations, destruction, items, policy, principals, stats, tokens,
 )
 
 
 def router() -> APIRouter:
     combined = APIRouter(prefix="/admin/v1")
-    for module in (agreements, items, consents, policy, audit, destruction, principals, destinations, tokens):
+    for module in (agreements, items, consents, policy, audit, destruction, principals, destinations, tokens, stats):
         combined.include_router(module.router)
     return combined
