@@ -55,6 +55,13 @@ def from_bytes(blob: bytes) -> UInt64Array:
     return np.frombuffer(blob, dtype="<u8").astype(np.uint64)
 
 
+def _member(values: UInt64Array, ordered: UInt64Array) -> npt.NDArray[np.bool_]:
+    """Membership in a sorted unique array by binary search (`np.isin` re-sorts it on every call)."""
+    found = np.searchsorted(ordered, values)
+    found[found == ordered.shape[0]] = 0
+    return ordered[found] == values
+
+
 @dataclass(frozen=True, slots=True)
 class Hits:
     """Result of a batch lookup: query ``queries[i]`` is held by slot ``slots[i]``.
@@ -196,7 +203,7 @@ class FingerprintIndex:
     def lookup(self, queries: UInt64Array) -> Hits:
         """All (query position, live slot) pairs, for every query at once."""
         queries = np.asarray(queries, dtype=np.uint64)
-        common = np.flatnonzero(np.isin(queries, self._common)) if self._common.shape[0] else np.empty(0, np.int64)
+        common = np.flatnonzero(_member(queries, self._common)) if self._common.shape[0] else np.empty(0, np.int64)
         owners: list[IntArray] = []
         slots: list[UInt32Array] = []
         for seg in self._segments:

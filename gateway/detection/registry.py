@@ -23,6 +23,7 @@ at start-up.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -48,7 +49,6 @@ from gateway.normalize import Normalized, length_table, normalize
 __all__ = ["ItemStats", "Registry", "ScanResult"]
 
 UInt64Array = npt.NDArray[np.uint64]
-_CODE_CHARS = "{};()="
 _LENGTH_LIMIT, _LENGTH_BYTES = length_table()
 _LENGTHS = np.frombuffer(_LENGTH_BYTES, np.uint8)
 
@@ -153,11 +153,98 @@ def _items_sharing(values: UInt64Array, slots: npt.NDArray[np.uint32]) -> npt.ND
     return result
 
 
+_FENCE = re.compile(r"^[ \t]*(`{3,}|~{3,})[^\n]*\n(.*?)(?:^[ \t]*\1|\Z)", re.M | re.S)
+_MIN_CODE_CHARS = 40
+_GAP_LINES = 2  # lines without a sign of code (`return x`, `pass`) between two code lines belong to the block
+
+
+def _byte_table(chars: str) -> npt.NDArray[np.bool_]:
+    table = np.zeros(256, bool)
+    table[[ord(c) for c in chars]] = True
+    return table
+
+
+# Signs of code anywhere on a line: operators, brackets, statement ends (no sentence holds `=` or `{`).
+_SIGN = _byte_table("=;{}[]()<>|&")
+# Signs of code at the end of a line: Python's block colon, a trailing comma, a continuation.
+_END_SIGN = _byte_table(":,\\({[")
+_VISIBLE = ~_byte_table(" \t\r\n")
+
+
+def _code_text(text: str) -> str | None:
+    """The code-like blocks of `text` at their own offsets, everything else blanked; None if there are none.
+
+    The code channel is decided per block, not per part: a fenced block, or a
+    run of lines that lex as code (an operator or bracket on the line, or a
+    line ending as Python block openers and continued lists do), with up to
+    `_GAP_LINES` plain lines between two such lines (``return x``, ``pass``)
+    and one plain indented line after a run, so a function pasted between two
+    paragraphs of prose gets the channel and the prose around it adds no
+    tokens. Blanking keeps offsets, so spans found in the result are spans of
+    `text`. A few numpy passes over one byte per character.
+    """
+    n = len(text)
+    if n < _MIN_CODE_CHARS:
+        return None
+    raw = np.frombuffer(text.encode("ascii", "replace"), np.uint8)  # one byte per character, offsets kept
+    newlines = np.flatnonzero(raw == 10)
+    line_starts = np.concatenate(([0], newlines + 1))
+    line_ends = np.append(newlines, n)
+    signs = np.flatnonzero(_SIGN[raw])
+    code = np.zeros(line_starts.shape[0], bool)
+    code[np.searchsorted(newlines, signs)] = True
+    visible = np.flatnonzero(_VISIBLE[raw])
+    if visible.shape[0] == 0:
+        return None
+    # The last visible character of each line: a colon, comma or open bracket there is a sign of code.
+    last_pos = visible[np.maximum(np.searchsorted(visible, line_ends) - 1, 0)]
+    non_blank = last_pos >= line_starts
+    code |= non_blank & _END_SIGN[raw[last_pos]]
+    if "```" in text or "~~~" in text:
+        for fence in _FENCE.finditer(text):
+            lo, hi = fence.span(2)
+            if hi > lo:
+                code[np.searchsorted(newlines, lo) : np.searchsorted(newlines, hi - 1) + 1] = True
+    if not code.any():
+        return None
+    # Runs over non-blank lines: close short gaps, and take the indented line that ends a block.
+    rows = np.flatnonzero(non_blank)
+    marked = code[rows]
+    hits = np.flatnonzero(marked)
+    gaps = np.diff(hits)
+    for at, gap in zip(hits[:-1][(gaps > 1) & (gaps <= _GAP_LINES + 1)].tolist(),
+                       gaps[(gaps > 1) & (gaps <= _GAP_LINES + 1)].tolist()):
+        marked[at : at + gap] = True
+    after = hits + 1
+    after = after[after < rows.shape[0]]
+    after = after[raw[line_starts[rows[after]]] <= 32]  # indented: starts with a space or tab
+    marked[after] = True
+    code[rows] = marked
+    keep = np.repeat(code, line_ends - line_starts + 1)[:n]
+    if int(np.count_nonzero(keep & _VISIBLE[raw])) < _MIN_CODE_CHARS:
+        return None
+    if keep.all():
+        return text
+    cps = code_points(text)
+    return np.where(keep, cps, np.uint32(32)).astype(np.uint32).tobytes().decode("utf-32-le", "surrogatepass")
+
+
+def _member(values: UInt64Array, ordered: UInt64Array) -> npt.NDArray[np.bool_]:
+    """`np.isin` against a set kept sorted and unique: a binary search per value, no re-sorting of the set.
+
+    The background corpus and the exclusions are sorted once when they change;
+    `np.isin` would sort them again on every scan.
+    """
+    if ordered.shape[0] == 0 or values.shape[0] == 0:
+        return np.zeros(values.shape[0], bool)
+    found = np.searchsorted(ordered, values)
+    found[found == ordered.shape[0]] = 0
+    return ordered[found] == values
+
+
 def _looks_like_code(text: str) -> bool:
-    """Cheap gate for the code channel: enough braces, parentheses, semicolons and equals signs."""
-    if len(text) < 40:
-        return False
-    return sum(text.count(c) for c in _CODE_CHARS) * 40 >= len(text)
+    """Whether any block of `text` lexes as code (see `_code_text`)."""
+    return _code_text(text) is not None
 
 
 class Registry:
@@ -295,10 +382,13 @@ class Registry:
             for agreement, values in self._exclusions.values():
                 grouped.setdefault(agreement, []).append(values)
             self._exclusion_sets = {a: np.unique(np.concatenate(v)) for a, v in grouped.items()}
-        sets = [s for s in (self._exclusion_sets.get(agreement_id), self._exclusion_sets.get(None)) if s is not None]
-        if not sets:
-            return None
-        return sets[0] if len(sets) == 1 else np.union1d(sets[0], sets[1])
+            # Each agreement's set already holds the exclusions that apply to all, sorted once here.
+            common = self._exclusion_sets.get(None)
+            if common is not None:
+                for agreement in grouped:
+                    if agreement is not None:
+                        self._exclusion_sets[agreement] = np.union1d(self._exclusion_sets[agreement], common)
+        return self._exclusion_sets.get(agreement_id, self._exclusion_sets.get(None))
 
     def scan(self, parts: Sequence[TextPart]) -> ScanResult:
         """Find registered material in a request's parts."""
@@ -308,8 +398,9 @@ class Registry:
         for i, part in enumerate(parts):
             norm = normalize(part.text)
             prints = [(CHANNEL_TEXT, self.fingerprinter.text(norm.text))]
-            if code_on and _looks_like_code(part.text):
-                prints.append((CHANNEL_CODE, self.fingerprinter.code(part.text)))
+            code = _code_text(part.text) if code_on else None
+            if code is not None:
+                prints.append((CHANNEL_CODE, self.fingerprinter.code(code)))
             states.append(_Part(part, norm, prints))
             chunks.extend((i, ch, p) for ch, p in prints if len(p))
         matches: list[Match] = []
@@ -337,7 +428,7 @@ class Registry:
         # Boilerplate: held by too many items, or found in the background corpus.
         common = _items_sharing(hit_values, hits.slots) > self.max_item_share
         if self._background.shape[0]:
-            common |= np.isin(hit_values, self._background)
+            common |= _member(hit_values, self._background)
         # Exclusions, one vectorised test per agreement present.
         keep = np.ones(hit_values.shape[0], bool)
         agreements = [it.agreement_id if it is not None else "" for it in (self._items[s] for s in np.unique(hits.slots))]
@@ -348,7 +439,7 @@ class Registry:
                 excluded = self._exclusion_set(agreement)
                 if excluded is not None:
                     mine = hit_agreements == agreement
-                    keep[mine] &= ~np.isin(hit_values[mine], excluded)
+                    keep[mine] &= ~_member(hit_values[mine], excluded)
         # Items with at least one distinctive, non-excluded hit; the rest is plain Python over few hits.
         useful = keep & ~common
         if not useful.any():
@@ -428,7 +519,7 @@ class Registry:
         if agreement_id not in state.excluded:
             prints = self.fingerprinter.text(state.norm.text, every_gram=True)
             mask = np.zeros(len(state.norm.text) + 1, np.int64)
-            inside = np.isin(prints.values, excluded)
+            inside = _member(prints.values, excluded)
             np.add.at(mask, prints.starts[inside], 1)
             np.add.at(mask, prints.ends[inside], -1)
             state.excluded[agreement_id] = np.cumsum(mask)[:-1] > 0
