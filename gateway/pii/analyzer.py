@@ -10,8 +10,8 @@ location and a span: the value itself is never kept.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+import functools
+from collections.abc import Sequence
 
 from presidio_analyzer import AnalyzerEngine, RecognizerRegistry, RecognizerResult
 
@@ -19,21 +19,12 @@ from gateway.domain import Match, TextPart
 from gateway.pii import recognizers_en, recognizers_ja
 from gateway.pii.entities import NER_ENTITIES, PATTERN_ENTITIES, PERSON
 from gateway.pii.language import runs
+from gateway.pii.lookup import DEFAULT_MIN_SCORE, Lookup
 from gateway.pii.nlp import GatewayNlpEngine, person_recognizers
 from gateway.pii.widths import fold
 
 LANGUAGES = ("ja", "en")
-DEFAULT_MIN_SCORE = 0.5
-
-
-@dataclass(frozen=True, slots=True)
-class Lookup:
-    """What one request is searched for, taken from the policy: entities, their minimum scores, words to ignore."""
-
-    entities: frozenset[str]
-    min_scores: Mapping[str, float] = field(default_factory=dict)
-    deny_list: frozenset[str] = frozenset()  # casefolded technical words that are never PII ("s3", "c4")
-    japanese_ner: bool = False
+_NAME_SUFFIXES = frozenset({"MD", "PhD", "DDS", "DVM", "II", "III", "IV", "Jr", "Sr", "Esq", "CPA", "RN"})
 
 
 class PiiAnalyzer:
@@ -79,8 +70,19 @@ class PiiAnalyzer:
                     result.end += run.start
                     results.append(result)
         kept = [r for r in results if r.score >= lookup.min_scores.get(r.entity_type, DEFAULT_MIN_SCORE)
-                and _trimmed(text, r) and text[r.start:r.end].strip().casefold() not in lookup.deny_list]
+                and _trimmed(text, r) and text[r.start:r.end].casefold() not in lookup.deny_list
+                and not (r.entity_type == PERSON and _not_a_name(text[r.start:r.end], lookup.deny_list))]
         return _resolve(kept)
+
+
+def _not_a_name(value: str, deny_list: frozenset[str]) -> bool:
+    """English NER takes capitalized technical phrases for people ("Beneficiary IBAN", "S3 Glacier"): a name
+    with an acronym, a digit or a listed technical word among ordinary words is not a name."""
+    words = value.split()
+    if any(any(c.isdigit() for c in w) or w.casefold() in deny_list for w in words):
+        return True
+    caps = [w.isupper() and len(w) > 1 for w in words if w.isascii() and w.isalpha() and w not in _NAME_SUFFIXES]
+    return any(caps) and not all(caps)
 
 
 def _trimmed(text: str, result: RecognizerResult) -> bool:
@@ -99,3 +101,9 @@ def _resolve(results: list[RecognizerResult]) -> list[RecognizerResult]:
         if all(result.end <= k.start or k.end <= result.start for k in kept):
             kept.append(result)
     return sorted(kept, key=lambda r: (r.start, r.end))
+
+
+@functools.lru_cache(maxsize=2)
+def shared_analyzer(japanese_ner: bool = False) -> PiiAnalyzer:
+    """One analyzer per process and configuration: the models load once, however many apps start."""
+    return PiiAnalyzer(japanese_ner=japanese_ner)

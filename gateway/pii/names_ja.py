@@ -21,6 +21,10 @@ HONORIFICS = frozenset({
     "様", "さま", "さん", "氏", "殿", "先生", "君", "くん", "ちゃん", "部長", "課長", "係長", "社長", "専務",
     "常務", "会長", "主任", "室長", "所長", "店長", "教授", "弁護士", "医師", "選手",
 })
+PLACE_SUFFIXES = frozenset({"川", "町", "村", "区", "市", "郡", "駅", "店", "橋", "通り", "丁目", "山", "島", "台", "谷",
+                            "沢", "坂", "銀行", "印刷", "商事", "工業", "建設", "病院", "商店"})
+_SURNAME = re.compile(r"[一-龥々]{1,3}")
+_GIVEN = re.compile(r"[一-龥々ぁ-ゖァ-ヺー]{1,4}")
 MAX_CHUNK = 4000  # Sudachi refuses very long inputs; cut at line or sentence ends
 _CUT = re.compile(r"(?<=[\n。！？])")
 
@@ -74,11 +78,30 @@ class JapaneseNames:
             after = index + 1
             if after < len(morphemes) and morphemes[after][3][0] == "空白" and len(morphemes[after][2]) == 1:
                 after += 1
+            spaced = after > index + 1
             following = morphemes[after] if after < len(morphemes) else None
+            then = morphemes[after + 1] if after + 1 < len(morphemes) else None
+            if pos[3] == "姓" and following is not None and then is not None and then[2] in PLACE_SUFFIXES:
+                index = after + 1  # 西小来川, 中村町: a place named after a family, not a person
+                continue
             if pos[3] == "姓" and following is not None and following[3][2:4] == ("人名", "名"):
-                honored = after + 1 < len(morphemes) and morphemes[after + 1][2] in HONORIFICS
+                honored = then is not None and then[2] in HONORIFICS
                 found.append(NameSpan(start, following[1], 0.95 if honored else 0.85))
                 index = after + 1
+                continue
+            if pos[3] == "姓" and following is not None and _GIVEN.fullmatch(following[2]) \
+                    and following[3][0] == "名詞" and (then is None or then[2] in HONORIFICS or (
+                        spaced and then[3][0] in ("助詞", "助動詞", "補助記号", "空白"))):
+                # a given name the dictionary does not know: 山田 舞です, 山田零様
+                honored = then is not None and then[2] in HONORIFICS
+                found.append(NameSpan(start, following[1], 0.8 if honored or spaced else 0.7))
+                index = after + 1
+                continue
+            before = morphemes[index - 2] if index >= 2 and morphemes[index - 1][3][0] == "空白" else None
+            if pos[3] == "名" and before is not None and before[3][0] == "名詞" and _SURNAME.fullmatch(before[2]) \
+                    and not (found and found[-1].end > before[0]):
+                found.append(NameSpan(before[0], end, 0.75))  # 林 明美: a surname the dictionary reads as a word
+                index += 1
                 continue
             if morphemes[index + 1:index + 2] and morphemes[index + 1][2] in HONORIFICS:
                 found.append(NameSpan(start, end, 0.75))

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import tldextract
 from presidio_analyzer import EntityRecognizer, Pattern
-from presidio_analyzer.predefined_recognizers import CreditCardRecognizer, EmailRecognizer, IbanRecognizer
+from presidio_analyzer.predefined_recognizers import EmailRecognizer, IbanRecognizer
 
-from gateway.pii.entities import PHONE_NUMBER
+from gateway.pii.checksums import luhn_valid
+from gateway.pii.entities import CREDIT_CARD, PHONE_NUMBER
 from gateway.pii.patterns import CheckedPatternRecognizer
 
 _OFFLINE_SUFFIXES = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
@@ -23,8 +24,16 @@ _EDGE_AFTER = r"(?![\w\-]|\.\d)"
 _EXTENSION = r"(?:\s?(?:x|ext\.?|#)\s?\d{1,5})?"
 
 
+_CARD_PREFIXES = (r"(?:4\d{3}|5[1-5]\d{2}|2(?:2[2-9]\d|[3-6]\d{2}|7[01]\d|720)|6(?:011|5\d{2}|4[4-9]\d)|"
+                  r"35\d{2})")
+
+
 class OfflineEmailRecognizer(EmailRecognizer):
-    """Presidio's email recognizer with the bundled public suffix list only."""
+    """Presidio's email recognizer with the bundled public suffix list only, and ASCII edges: in Japanese text
+    an address runs straight into kana (`…@example.comまで`), where Presidio's word boundary never falls."""
+
+    PATTERNS = [Pattern("email (ascii edges)", r"(?<![A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]+@(?:[A-Za-z0-9\-]+\.)+"
+                        r"[A-Za-z]{2,24}(?![A-Za-z0-9\-])", 0.5)]
 
     def validate_result(self, pattern_text: str) -> bool:
         """An address whose domain has a known public suffix."""
@@ -35,7 +44,14 @@ def recognizers(language: str) -> list[EntityRecognizer]:
     """The international recognizers for one analyzer language (they run on text of either language)."""
     return [
         OfflineEmailRecognizer(supported_language=language),
-        CreditCardRecognizer(supported_language=language),
+        CheckedPatternRecognizer(
+            CREDIT_CARD, "CreditCardRecognizer", [
+                Pattern("card grouped", r"(?<![\d\-])" + _CARD_PREFIXES + r"([- ])\d{4}\1\d{4}\1\d{4}(?![\d\-])", 0.7),
+                Pattern("amex grouped", r"(?<![\d\-])3[47]\d{2}([- ])\d{6}\1\d{5}(?![\d\-])", 0.7),
+                Pattern("card", r"(?<![\d\-])(?:" + _CARD_PREFIXES + r"\d{12}(?:\d{3})?|3[47]\d{13}|3(?:0[0-5]|[68]\d)\d{11})"
+                        r"(?![\d\-])", 0.6),
+            ], language, check=luhn_valid,
+            context=r"card|カード|決済|credit|visa|master|amex|jcb|クレジット", boost=0.35, window=24),
         IbanRecognizer(supported_language=language),
         CheckedPatternRecognizer(
             PHONE_NUMBER, "PhoneRecognizer", [

@@ -23,7 +23,11 @@ PREFECTURES = (
 )
 _NO_DIGIT_BEFORE = r"(?<![\d\-.])"
 _NO_DIGIT_AFTER = r"(?![\d\-]|\.\d)"
-_PLACE = r"(?:(?![のはがをにでともへや])[一-龥々〆ヵヶァ-ヺーぁ-ゖ])"
+_KANA_KANJI = "一-龥々〆ヵヶァ-ヺーぁ-ゖ"
+_PLACE_FIRST = r"(?:(?![のはがをにでともへや内])[" + _KANA_KANJI + "])"  # 東京都内の市場 is no address
+_PLACE = r"(?:(?![はをにでともへや])[" + _KANA_KANJI + "])"  # 日の出町, 松が谷
+_TOWN = r"[" + _KANA_KANJI + "A-Za-z]"
+_BUILDING = r"[" + _KANA_KANJI + "A-Za-z]"
 
 
 def _phone_valid(text: str) -> bool:
@@ -53,7 +57,7 @@ def recognizers(language: str) -> list[CheckedPatternRecognizer]:
     return [
         CheckedPatternRecognizer(
             E.JP_MY_NUMBER, "JpMyNumberRecognizer", [
-                Pattern("my number grouped", _NO_DIGIT_BEFORE + r"\d{4}([- ])\d{4}\1\d{4}" + _NO_DIGIT_AFTER, 0.6),
+                Pattern("my number grouped", r"(?<![\d\-.] ?)\d{4}([- ])\d{4}\1\d{4}(?! ?\d)" + _NO_DIGIT_AFTER, 0.6),
                 Pattern("my number", _NO_DIGIT_BEFORE + r"\d{12}" + _NO_DIGIT_AFTER, 0.4),
             ], language, check=my_number_valid,
             context=r"マイナンバー|個人番号|my ?number|individual number", boost=0.35, window=30, refute=r"::$|arn:"),
@@ -76,7 +80,7 @@ def recognizers(language: str) -> list[CheckedPatternRecognizer]:
                 Pattern("jp mobile contiguous", _NO_DIGIT_BEFORE + r"0[5789]0\d{8}" + _NO_DIGIT_AFTER, 0.5),
                 Pattern("jp fixed contiguous", _NO_DIGIT_BEFORE + r"0[1-9]\d{8}" + _NO_DIGIT_AFTER, 0.3),
             ], language, check=_phone_valid,
-            context=r"電話|携帯|連絡先|TEL|FAX|phone|call|☎|℡|番号", boost=0.35, window=20),
+            context=r"電話|携帯|連絡|TEL|FAX|phone|call|☎|℡|番号", boost=0.35, window=20),
         CheckedPatternRecognizer(
             E.JP_POSTAL_CODE, "JpPostalCodeRecognizer", [
                 Pattern("postal mark", r"〒 ?\d{3}-?\d{4}" + _NO_DIGIT_AFTER, 0.9),
@@ -85,9 +89,11 @@ def recognizers(language: str) -> list[CheckedPatternRecognizer]:
         CheckedPatternRecognizer(
             E.JP_ADDRESS, "JpAddressRecognizer", [
                 Pattern("prefecture and municipality",
-                        r"(?:" + "|".join(PREFECTURES) + r")" + _PLACE + r"{1,7}?[市区町村郡]"
-                        + r"(?:" + _PLACE + r"{1,6}?[市区町村])?" + r"(?:" + _PLACE + r"{1,8}?(?=\d|$|[\s、。,]))?"
-                        + r"(?:\d{1,5}(?:丁目|番地|番|号|-|の)?){0,4}", 0.7),
+                        r"(?:" + "|".join(PREFECTURES) + r")" + _PLACE_FIRST + _PLACE + r"{0,6}?[市区町村郡]"
+                        + r"(?:" + _PLACE_FIRST + _PLACE + r"{0,5}?[市区町村])?"
+                        + r"(?:" + _TOWN + r"{1,16}?(?=\d|$|[\s、。,]))?"
+                        + r"(?:\d{1,5}(?:丁目|番地|番|号|-|の)?){0,4}"
+                        + r"(?:(?<=[\d号])[ ]?" + _BUILDING + r"{1,15}\d{1,4}(?:号室)?(?!\d))?", 0.7),
             ], language, context=r"住所|所在地|住まい|address", boost=0.2, window=12),
         CheckedPatternRecognizer(
             E.JP_BANK_ACCOUNT, "JpBankAccountRecognizer", [
