@@ -11,6 +11,7 @@ location and a span: the value itself is never kept.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Sequence
 
 from presidio_analyzer import AnalyzerEngine, RecognizerRegistry, RecognizerResult
@@ -24,6 +25,7 @@ from gateway.pii.nlp import GatewayNlpEngine, person_recognizers
 from gateway.pii.widths import fold
 
 LANGUAGES = ("ja", "en")
+_NAME_WORD = re.compile(r"(?:[A-Z]\.?|[A-Z][a-z]+\.?|[A-Z][a-z]+(?:[-'][A-Z]?[a-z]+)+|(?:Mc|Mac|O')[A-Z][a-z]+),?")
 _NAME_SUFFIXES = frozenset({"MD", "PhD", "DDS", "DVM", "II", "III", "IV", "Jr", "Sr", "Esq", "CPA", "RN"})
 
 
@@ -76,10 +78,13 @@ class PiiAnalyzer:
 
 
 def _not_a_name(value: str, deny_list: frozenset[str]) -> bool:
-    """English NER takes capitalized technical phrases for people ("Beneficiary IBAN", "S3 Glacier"): a name
-    with an acronym, a digit or a listed technical word among ordinary words is not a name."""
+    """English NER takes capitalized technical words for people ("Git", "Linux libc", "Beneficiary IBAN"): an
+    English name needs two capitalized words, and none may be an acronym, hold a digit or be a listed word."""
     words = value.split()
     if any(any(c.isdigit() for c in w) or w.casefold() in deny_list for w in words):
+        return True
+    if "\n" in value or value.isascii() and (len(words) < 2 or not all(
+            _NAME_WORD.fullmatch(w) or w in _NAME_SUFFIXES for w in words)):
         return True
     caps = [w.isupper() and len(w) > 1 for w in words if w.isascii() and w.isalpha() and w not in _NAME_SUFFIXES]
     return any(caps) and not all(caps)
