@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from sqlalchemy.exc import SQLAlchemyError
 
 from gateway import metrics
 from gateway.authenticate import KeyCache
 from gateway.domain import Category, Principal
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, ServiceUnavailable
 from gateway.facts import FactsHolder
 from gateway.forward import Forwarder
 from gateway.keyring import keyed_hash, load_secret_key, new_admin_token, token_id_for
@@ -44,6 +45,7 @@ from gateway.storage.audit_log import AuditLog
 from gateway.storage.database import migrate, open_engine
 
 log = logging.getLogger("shuhi")
+STORE_CALL_SECONDS = 5.0  # a hung store answers 503 after this, rather than holding the request
 DEFAULT_POLICY = Path(__file__).resolve().parents[1] / "policies" / "default.yaml"
 
 
@@ -202,8 +204,19 @@ class Services:
         self.refreshed_at = time.monotonic()
 
     # -- ports -----------------------------------------------------------------------------------------
+    async def _in_store(self, fn: Any, *args: Any) -> Any:
+        """Run a store call in a thread; a store that fails or hangs is a 503 that says so, never a 500."""
+        try:
+            with anyio.fail_after(STORE_CALL_SECONDS):
+                return await anyio.to_thread.run_sync(fn, *args, abandon_on_cancel=True)
+        except (TimeoutError, SQLAlchemyError) as exc:
+            log.warning("store call failed: %s", type(exc).__name__)
+            raise ServiceUnavailable("ストアに接続できないため、リクエストを処理できません。 / "
+                                     "The store is unreachable, so the request cannot be decided.",
+                                     code="store_unavailable") from None
+
     async def _lookup_key(self, key_hash: str) -> Principal | None:
-        return await anyio.to_thread.run_sync(principal_store.principal_for_key_hash, self.engine, key_hash)
+        return await self._in_store(principal_store.principal_for_key_hash, self.engine, key_hash)  # type: ignore[no-any-return]
 
     async def _audit(self, fields: dict[str, Any]) -> None:
         started = time.perf_counter()
@@ -223,7 +236,7 @@ class Services:
             self.limiter.spend_later(str(fields.get("principal")), fields.get("usage"))
 
     async def _open_consent_request(self, scope: ConsentScope, principal_id: str, decision_id: str) -> str:
-        return await anyio.to_thread.run_sync(
+        return await self._in_store(  # type: ignore[no-any-return]
             lambda: consent_store.open_request(self.engine, scope.agreement_id, list(scope.item_ids),
                                                scope.destination_id, scope.purpose, principal_id, decision_id))
 
