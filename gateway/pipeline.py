@@ -24,16 +24,18 @@ from gateway import metrics
 from gateway.authenticate import KeyCache, KeyLookup, authenticate
 from gateway.decide import DecisionInput, UnscannablePart, evaluate
 from gateway.domain import ApiFormat, Decision, DecisionKind, Destination, Endpoint, Match, Principal, TextPart
-from gateway.errors import ConfidentialityViolation, InvalidRequest, NotFound, UpstreamError
+from gateway.errors import ConfidentialityViolation, InvalidRequest, NotFound, ServiceUnavailable, UpstreamError
 from gateway.extract import Extraction, Unscannable, extract, parse_body
 from gateway.facts import FactsHolder
 from gateway.forward import Forwarder, UpstreamResponse, UpstreamStream
 from gateway.mark import Marking, StreamWatcher, add_label, output_text
 from gateway.policy.evaluation import ConsentScope, Evaluation
 from gateway.policy.messages import render_label, render_refusal
+from gateway.pii.lookup import Lookup, lookup_for
+from gateway.pii.placeholders import Placeholders, StreamRestorer, redact_payload
 from gateway.policy.schema import Policy
 from gateway.ratelimit import Limiter
-from gateway.redact import redact
+from gateway.redact import placeholder, redact
 from gateway.routing import Router
 from gateway.uploads import Upload, file_extraction, parse_upload
 
@@ -62,6 +64,7 @@ class Ports:
     find_upload: Callable[[str], Awaitable[dict[str, Any] | None]]
     files_destination: str | None = None
     limiter: Limiter | None = None  # request rates and token quotas (none configured: no limits)
+    find_pii: Callable[[Sequence[TextPart], Lookup], list[Match]] | None = None  # personal information analyzer
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +147,51 @@ async def _scan(principal: Principal, parts: Sequence[TextPart], ports: Ports) -
         return await anyio.to_thread.run_sync(ports.scan_for, principal.id, parts)
 
 
+def _pii_kind(call: ProviderCall, seen: Inspection) -> str:
+    """The policy column for PII, as `destination_kind` reads it (training first)."""
+    if seen.training or call.endpoint is Endpoint.FINE_TUNING_JOBS or seen.destination.trains_on_inputs:
+        return "training"
+    return "third_party" if seen.destination.third_party else "internal"
+
+
+async def _find_pii(call: ProviderCall, seen: Inspection, ports: Ports) -> list[Match]:
+    """Personal information (Article 2(1)(4)) in every text part, analyzed in a worker thread.
+
+    Fails closed: a policy that asks for PII with no analyzer, or an analyzer that
+    fails, refuses the request (503) before anything is forwarded.
+    """
+    parts = seen.extraction.parts
+    lookup = lookup_for(ports.policy().pii, _pii_kind(call, seen)) if parts else None
+    if lookup is None:
+        return []
+    unavailable = ServiceUnavailable(
+        "個人情報（顧客情報）の検査ができないため、送信しませんでした（第2条第1項第4号）。 / "
+        "Personal information (customer information) could not be checked, so nothing was sent "
+        "(Article 2(1)(4)).", code="pii_unavailable")
+    if ports.find_pii is None:
+        raise unavailable
+    try:
+        return await anyio.to_thread.run_sync(ports.find_pii, parts, lookup)
+    except Exception as exc:  # the error's text may quote the prompt: only its type is logged
+        import logging
+
+        logging.getLogger("shuhi").error("PII analysis failed (%s); request refused", type(exc).__name__)
+        raise unavailable from None
+
+
+def _redact(payload: dict[str, Any], evaluation: Evaluation, policy: Policy) -> Placeholders | None:
+    """Replace the spans to redact; PII the policy marks `reversible` gets numbered placeholders to restore."""
+    kind = evaluation.destination_kind
+
+    def reversible(match: Match) -> bool:
+        return match.kind == "pii" and policy.pii.action_for(match.entity, kind) == "reversible"
+
+    if not any(reversible(m) for m in evaluation.redactions):
+        redact(payload, evaluation.redactions)
+        return None
+    return redact_payload(payload, evaluation.redactions, reversible, placeholder) or None
+
+
 def match_json(match: Match) -> dict[str, Any]:
     """A match as API.md and the audit log show it: ids and spans, never text."""
     found: dict[str, Any] = {"agreement_id": match.agreement_id, "item_id": match.item_id,
@@ -224,6 +272,7 @@ async def run(call: ProviderCall, ports: Ports) -> Outcome:
     seen = await _inspect(call, ports)
     destination, payload, extraction = seen.destination, seen.payload, seen.extraction
     matches = seen.inherited + await _scan(principal, extraction.parts, ports)
+    matches += await _find_pii(call, seen, ports)
     facts = ports.facts.current
     policy = ports.policy()
     evaluation = evaluate(DecisionInput(
@@ -245,9 +294,10 @@ async def run(call: ProviderCall, ports: Ports) -> Outcome:
     if evaluation.refused:
         raise _refusal(evaluation, ports, destination)
     body = call.body
+    restore: Placeholders | None = None  # reversible placeholders: in memory for this request only
     if payload is not None and (decision.kind is DecisionKind.REDACT or seen.rewritten):
         if decision.kind is DecisionKind.REDACT:
-            redact(payload, evaluation.redactions)
+            restore = _redact(payload, evaluation, policy)
         body = orjson.dumps(payload)
     stream = bool(payload and payload.get("stream") is True)
     with metrics.UPSTREAM_SECONDS.labels(destination.id).time():
@@ -257,11 +307,16 @@ async def run(call: ProviderCall, ports: Ports) -> Outcome:
     if isinstance(answer, UpstreamStream):
         if marked:  # known before the first byte: the headers say it; the closing event says it again
             answer.headers += Marking(marked, decision.id).headers()
+        if restore:  # values go back before marking reads the text, so the output scan sees what the client sees
+            answer.chunks = StreamRestorer(call.endpoint, restore).wrap(answer.chunks)
         answer.chunks = _watched(answer.chunks, call, outcome, marked, principal, ports, started)
         return outcome
     usage: Any = None
     if answer.status < 300 and answer.is_json:
         parsed = _parse_answer(answer, destination)
+        if restore:
+            parsed = restore.restore_json(parsed)
+            answer.content = orjson.dumps(parsed)
         if seen.upload is not None and isinstance(parsed, dict) and isinstance(parsed.get("id"), str):
             await ports.record_upload(parsed["id"], destination.id, principal.id, seen.upload.purpose, decision.id,
                                       [match_json(m) for m in matches if m.agreement_id])

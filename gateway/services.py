@@ -147,7 +147,10 @@ class Services:
             scan=self.registry.scan, scan_for=self.registry.scan_for, register_derived=self._register_derived,
             open_consent_request=self._open_consent_request, audit=self._audit, audit_later=self._audit_later,
             record_upload=self._record_upload,
-            find_upload=self._find_upload, files_destination=settings.files_destination, limiter=self.limiter)
+            find_upload=self._find_upload, files_destination=settings.files_destination, limiter=self.limiter,
+            find_pii=self._find_pii)
+        if self.policies.current().pii.entities:  # loaded at start-up, never on a request; no `entities`: no cost
+            self._pii_analyzer()
 
     async def start(self) -> None:
         await anyio.to_thread.run_sync(self.open)
@@ -244,6 +247,16 @@ class Services:
                              decision_id: str, matches: list[dict[str, Any]]) -> None:
         await anyio.to_thread.run_sync(files.record_upload, self.engine, file_id, destination_id, principal_id,
                                        purpose, decision_id, matches)
+
+    def _pii_analyzer(self) -> Any:
+        """Presidio and its language models, loaded once per process (a policy set later may need them first)."""
+        from gateway.pii.analyzer import shared_analyzer
+
+        return shared_analyzer(self.policies.current().pii.japanese_ner)
+
+    def _find_pii(self, parts: Any, lookup: Any) -> list[Any]:
+        """Runs in a worker thread (see `pipeline._find_pii`)."""
+        return self._pii_analyzer().analyze(parts, lookup)  # type: ignore[no-any-return]
 
     async def _find_upload(self, file_id: str) -> dict[str, Any] | None:
         return await anyio.to_thread.run_sync(files.get_upload, self.engine, file_id)
