@@ -39,7 +39,8 @@ def test_stats_count_decisions_by_day_and_kind_top_agreements_and_pending(gatewa
                                  "block": 0}
     assert sum(d["allow"] + d["consent_required"] for d in stats["days"][:-1]) == 0
     assert stats["totals"]["consent_required"] == 2 and stats["totals"]["allow"] == 1
-    assert stats["top_agreements"] == [{"agreement_id": NDA["id"], "title": NDA["title"], "decisions": 2}]
+    assert stats["top_agreements"] == [{"agreement_id": NDA["id"], "title": NDA["title"],
+                                        "counterparty": NDA["counterparty"], "decisions": 2}]
     # one principal asking twice for the same scope is one pending request
     assert stats["pending_consent_requests"] == {"total": 1, "by_agreement": [{"agreement_id": NDA["id"], "pending": 1}]}
     audit_head = gateway.admin.get("/admin/v1/audit/verify").json()["head_seq"]

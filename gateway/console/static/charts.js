@@ -13,16 +13,27 @@ function s(tag, attrs = {}, ...children) {
   return el;
 }
 
+// A round top for a count axis with four integer steps: 4, 8, 20, 40, 100, 200, 400, 1000...
 function niceMax(value) {
-  if (value <= 5) return 5;
-  const magnitude = 10 ** Math.floor(Math.log10(value));
-  for (const step of [1, 2, 2.5, 5, 10]) if (step * magnitude >= value) return step * magnitude;
-  return 10 * magnitude;
+  const rough = Math.max(1, value / 4);
+  const magnitude = 10 ** Math.floor(Math.log10(rough));
+  for (const step of [1, 2, 5, 10]) if (step * magnitude >= rough) return 4 * step * magnitude;
+  return 40 * magnitude;
+}
+
+// Rough width of a label in px at 12px: CJK characters are about twice as wide as Latin ones.
+function labelWidth(text) { let w = 0; for (const ch of text) w += ch.codePointAt(0) > 0x2e80 ? 12 : 6.6; return w; }
+
+function fit(text, px) {
+  if (labelWidth(text) <= px) return text;
+  let out = "";
+  for (const ch of text) { if (labelWidth(`${out}${ch}…`) > px) break; out += ch; }
+  return `${out}…`;
 }
 
 // Decisions per day, stacked by kind.
 export function stackedBars(days, kinds, { height = 220, label = "" } = {}) {
-  const width = Math.max(480, days.length * 22 + 60);
+  const width = Math.max(520, days.length * 22 + 60);
   const left = 44, bottom = 28, top = 10, plotH = height - bottom - top, plotW = width - left - 10;
   const totals = days.map((d) => kinds.reduce((sum, k) => sum + (d[k] || 0), 0));
   const max = niceMax(Math.max(1, ...totals));
@@ -30,7 +41,7 @@ export function stackedBars(days, kinds, { height = 220, label = "" } = {}) {
   for (let i = 0; i <= 4; i++) {
     const y = top + plotH - (plotH * i) / 4;
     svg.append(s("line", { x1: left, x2: width - 10, y1: y, y2: y, class: "grid" }));
-    svg.append(s("text", { x: left - 6, y: y + 4, "text-anchor": "end", class: "axis" }, Math.round((max * i) / 4)));
+    svg.append(s("text", { x: left - 6, y: y + 4, "text-anchor": "end", class: "axis" }, ((max * i) / 4).toLocaleString()));
   }
   const slot = plotW / days.length, bar = Math.max(4, Math.min(28, slot * 0.7));
   days.forEach((d, i) => {
@@ -74,7 +85,7 @@ export function hBars(rows, { label = "" } = {}) {
   const svg = s("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": label, class: "chart" });
   rows.forEach((r, i) => {
     const y = 4 + i * rowH, w = ((width - left - 60) * r.value) / max;
-    const name = r.label.length > 26 ? `${r.label.slice(0, 25)}…` : r.label;
+    const name = fit(r.label, left - 14);
     svg.append(s("text", { x: left - 8, y: y + 17, "text-anchor": "end", class: "bar-label" }, name, s("title", {}, r.label)));
     svg.append(s("rect", { x: left, y: y + 4, width: Math.max(w, 2), height: rowH - 10, rx: 3, class: "bar" }));
     svg.append(s("text", { x: left + w + 6, y: y + 17, class: "bar-value" }, r.value.toLocaleString()));

@@ -95,12 +95,12 @@ export function errorBox(error) {
 }
 
 // A modal dialog; resolves with the form's values on confirm, null on cancel.
-export function dialog(title, body, { confirmLabel = t("confirm"), tone = "primary" } = {}) {
+export function dialog(title, body, { confirmLabel = t("confirm"), tone = "primary", info = false } = {}) {
   return new Promise((resolve) => {
     const form = h("form", { method: "dialog" },
       h("h2", {}, title), body,
       h("div", { class: "dialog-actions" },
-        h("button", { type: "button", class: "btn", value: "cancel", onclick: () => { dlg.close(); } }, t("cancel")),
+        info ? null : h("button", { type: "button", class: "btn", value: "cancel", onclick: () => { dlg.close(); } }, t("cancel")),
         h("button", { type: "submit", class: `btn btn-${tone}`, value: "ok" }, confirmLabel)));
     const dlg = h("dialog", { class: "dialog" }, form);
     let result = null;

@@ -46,7 +46,7 @@ def decisions_per_day(engine: Engine, since: dt.datetime) -> dict[str, dict[str,
 
 
 def top_agreements(engine: Engine, since: dt.datetime, limit: int = TOP) -> list[dict[str, Any]]:
-    """The agreements named by the most decision records from `since` on, with their titles."""
+    """The agreements named by the most decision records from `since` on, with their titles and counterparties."""
     with engine.connect() as conn:
         first = conn.execute(select(func.min(audit_log.c.seq)).where(audit_log.c.at >= since)).scalar()
         if first is None:
@@ -57,10 +57,11 @@ def top_agreements(engine: Engine, since: dt.datetime, limit: int = TOP) -> list
                    .where(audit_log_agreements.c.seq >= first, audit_log.c.kind == "decision")
                    .group_by(audit_log_agreements.c.agreement_id).order_by(n.desc(), audit_log_agreements.c.agreement_id)
                    .limit(limit)).subquery()
-        rows = conn.execute(select(counted.c.agreement_id, counted.c.n, agreements.c.title)
+        rows = conn.execute(select(counted.c.agreement_id, counted.c.n, agreements.c.title, agreements.c.counterparty)
                             .join(agreements, agreements.c.id == counted.c.agreement_id, isouter=True)
                             .order_by(counted.c.n.desc(), counted.c.agreement_id)).all()
-    return [{"agreement_id": r.agreement_id, "title": r.title, "decisions": int(r.n)} for r in rows]
+    return [{"agreement_id": r.agreement_id, "title": r.title, "counterparty": r.counterparty, "decisions": int(r.n)}
+            for r in rows]
 
 
 def pending_requests(engine: Engine) -> dict[str, Any]:

@@ -110,8 +110,8 @@ export async function render(view, ctx) {
       { label: t("con_agreement"), cell: (r) => (r.agreements || []).join(", ") || "—" },
       { label: t("aud_matches"), class: "num", cell: (r) => (r.matches || []).length || "—" },
     ], records, { empty: t("aud_no_records"), rowAttrs: (r) => ({ class: "clickable", tabindex: 0, "data-seq": r.seq, "data-id": r.id,
-      onclick: () => dialog(t("aud_detail"), details(r), { confirmLabel: t("close") }),
-      onkeydown: (e) => { if (e.key === "Enter") dialog(t("aud_detail"), details(r), { confirmLabel: t("close") }); } }) }),
+      onclick: () => dialog(t("aud_detail"), details(r), { confirmLabel: t("close"), info: true }),
+      onkeydown: (e) => { if (e.key === "Enter") dialog(t("aud_detail"), details(r), { confirmLabel: t("close"), info: true }); } }) }),
     more ? h("p", {}, button(more.label, more.go, { "data-action": "more" })) : null));
   }
 

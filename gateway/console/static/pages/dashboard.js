@@ -26,7 +26,7 @@ export async function render(view, ctx) {
   view.append(h("div", { class: "grid-2" },
     section(t("dash_per_day"), total ? stackedBars(stats.days, KINDS, { label: t("dash_per_day") }) : h("p", { class: "empty" }, t("dash_no_data")), legend(KINDS)),
     section(t("dash_top"), stats.top_agreements.length
-      ? hBars(stats.top_agreements.map((a) => ({ label: a.title ? `${a.title} (${a.agreement_id})` : a.agreement_id, value: a.decisions })), { label: t("dash_top") })
+      ? hBars(stats.top_agreements.map((a) => ({ label: a.counterparty ? `${a.counterparty} · ${a.agreement_id}` : a.agreement_id, value: a.decisions })), { label: t("dash_top") })
       : h("p", { class: "empty" }, t("dash_no_data")))));
   const byAgreement = stats.pending_consent_requests.by_agreement;
   view.append(section(t("dash_pending"),
