@@ -25,17 +25,20 @@ def _serve(settings: Settings, host: str, port: int, workers: int, access_log: b
     import uvicorn
 
     from gateway.app import create_app
+    from gateway.logs import log_config
 
     log_level = settings.log_level
+    logging_config = log_config(settings.log_format, log_level)  # JSON lines by default, in every worker
     if workers > 1:
         # Worker processes build their own app from the environment, so hand the settings over through it.
         if config:
             os.environ["SHUHI_CONFIG"] = str(Path(config).resolve())
         uvicorn.run("gateway.app:create_app_from_environment", factory=True, host=host, port=port,
-                    workers=workers, loop="uvloop", http="httptools", log_level=log_level, access_log=access_log)
+                    workers=workers, loop="uvloop", http="httptools", log_level=log_level, access_log=access_log,
+                    log_config=logging_config)
         return
     uvicorn.run(create_app(settings), host=host, port=port, loop="uvloop", http="httptools",
-                log_level=log_level, access_log=access_log)
+                log_level=log_level, access_log=access_log, log_config=logging_config)
 
 
 @click.group(help="Shuhi (守秘): AI API 向け秘密保持ゲートウェイ / a confidentiality gateway for AI APIs.")

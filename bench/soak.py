@@ -1,0 +1,270 @@
+#!/usr/bin/env python
+"""Soak: a fixed rate of mixed calls for ten minutes; memory, file descriptors and latency over time.
+
+    .venv/bin/python bench/soak.py                    # ten minutes at 40 calls/s (SQLite store)
+    .venv/bin/python bench/soak.py --minutes 1        # shorter
+    .venv/bin/python bench/soak.py --postgresql --redis   # on the shared PostgreSQL and Redis
+
+It starts the fake upstream and one gateway (`shuhi serve`), registers one agreement with one
+item, and sends, open loop at `--rate` calls per second (a call is sent on schedule whether or not
+the last one was answered), a mix of: clean chat completions, streamed and not; clean Anthropic
+messages, streamed and not; and confidential calls carrying an excerpt of the registered item,
+which the default policy holds for consent (403). Every `--every` seconds it records the
+gateway's resident memory and open file descriptors (from /proc) and the latency percentiles and
+errors of the calls completed in that interval. Nothing else should change over a steady load:
+any growth of memory or descriptors after the warm-up is a leak.
+
+Writes `bench/results/soak.json` (every sample and the summary) and `bench/results/soak.png`
+(needs the `bench` extra: `pip install -e '.[bench]'`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from proxy_overhead import (  # noqa: E402  (a sibling script, not a package)
+    ADMIN_TOKEN, SECRET_KEY, Processes, free_port, gateway_command, healthy, http_json, start_upstream, wait_for,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+ITEM = ("Auroraモデルは教師ネットワークの中間層表現を四つの小型生徒モデルへ段階的に蒸留する。"
+        "蒸留温度は層ごとに0.7から2.5まで変化させ、生徒間の相互学習損失を重み0.3で加える。"
+        "評価データは社内で収集した二十万件の対話ログで、個人情報はすべて仮名化されている。")
+EXCERPT = ITEM[20:95]
+#: (share, kind): what one call is, in a fixed rotation of 10
+MIX = ["clean", "clean_stream", "anthropic", "anthropic_stream", "confidential", "clean", "clean_stream",
+       "clean", "anthropic", "confidential"]
+
+
+def proc_sample(pid: int) -> tuple[float, int]:
+    """(resident memory in MB, open file descriptors) of a process and its children (the workers)."""
+    pids = [pid]
+    with contextlib.suppress(OSError):
+        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+            pids.append(int(child))
+    rss, fds = 0.0, 0
+    for one in pids:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{one}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    rss += int(line.split()[1]) / 1024
+            fds += len(os.listdir(f"/proc/{one}/fd"))
+    return rss, fds
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+def request_for(kind: str, n: int, key: str) -> tuple[str, dict[str, Any], dict[str, str], int]:
+    """(path, body, headers, expected status) of call number `n`."""
+    text = EXCERPT if kind == "confidential" else f"Summarise the planning notes, item {n}, in two lines."
+    if kind.startswith("anthropic"):
+        return ("/v1/messages", {"model": "claude-sonnet-4-6", "max_tokens": 64, "stream": kind.endswith("stream"),
+                                 "messages": [{"role": "user", "content": text}]},
+                {"x-api-key": key, "anthropic-version": "2023-06-01"}, 200)
+    return ("/v1/chat/completions", {"model": "gpt-4o-mini", "stream": kind.endswith("stream"),
+                                     "messages": [{"role": "user", "content": text}]},
+            {"authorization": f"Bearer {key}"}, 403 if kind == "confidential" else 200)
+
+
+async def soak(base: str, key: str, pid: int, rate: float, seconds: float, every: float) -> list[dict[str, Any]]:
+    """Open-loop load at `rate`; one sample per `every` seconds."""
+    samples: list[dict[str, Any]] = []
+    window: list[tuple[str, float, bool]] = []  # (kind, latency s, ok) completed in the current interval
+    in_flight: set[asyncio.Task[None]] = set()
+    connector = aiohttp.TCPConnector(limit=256)
+    async with aiohttp.ClientSession(base, connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as session:
+        async def one(n: int) -> None:
+            kind = MIX[n % len(MIX)]
+            path, body, headers, expected = request_for(kind, n, key)
+            started = time.perf_counter()
+            ok = False
+            try:
+                async with session.post(path, json=body, headers=headers) as response:
+                    payload = await response.read()
+                    ok = response.status == expected and (not body.get("stream") or expected != 200
+                                                          or b"[DONE]" in payload or b"message_stop" in payload)
+            except (aiohttp.ClientError, asyncio.TimeoutError):
+                ok = False
+            window.append((kind, time.perf_counter() - started, ok))
+
+        begin = time.perf_counter()
+        next_sample = begin + every
+        n = 0
+        while True:
+            now = time.perf_counter()
+            if now - begin >= seconds:
+                break
+            due = begin + n / rate
+            if due > now:
+                await asyncio.sleep(min(due - now, max(0.0, next_sample - now)))
+                if time.perf_counter() < due and time.perf_counter() < next_sample:
+                    continue
+            if time.perf_counter() >= next_sample:
+                rss, fds = proc_sample(pid)
+                done, window[:] = list(window), []
+                latencies = [d[1] * 1000 for d in done if d[2]]
+                samples.append({"t": round(time.perf_counter() - begin, 1), "rss_mb": round(rss, 1), "fds": fds,
+                                "completed": len(done), "errors": sum(1 for d in done if not d[2]),
+                                "in_flight": len(in_flight), "p50_ms": round(percentile(latencies, 50), 2),
+                                "p99_ms": round(percentile(latencies, 99), 2)})
+                print(json.dumps(samples[-1]), flush=True)
+                next_sample += every
+                continue
+            task = asyncio.ensure_future(one(n))
+            in_flight.add(task)
+            task.add_done_callback(in_flight.discard)
+            n += 1
+        if in_flight:
+            await asyncio.wait(in_flight, timeout=35)
+    return samples
+
+
+def growth(samples: list[dict[str, Any]], warmup_s: float) -> dict[str, Any]:
+    """Mean of the first and last fifth of the samples after the warm-up, and the slope per minute."""
+    steady = [s for s in samples if s["t"] > warmup_s] or samples
+    fifth = max(1, len(steady) // 5)
+    first, last = steady[:fifth], steady[-fifth:]
+
+    def mean(rows: list[dict[str, Any]], key: str) -> float:
+        values = [r[key] for r in rows if r[key] == r[key]]
+        return sum(values) / len(values) if values else float("nan")
+
+    def slope(key: str) -> float:
+        xs = [s["t"] / 60 for s in steady]
+        ys = [s[key] for s in steady]
+        mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+        var = sum((x - mx) ** 2 for x in xs)
+        return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / var if var else 0.0
+
+    return {"rss_mb_first": round(mean(first, "rss_mb"), 1), "rss_mb_last": round(mean(last, "rss_mb"), 1),
+            "rss_mb_per_minute": round(slope("rss_mb"), 3), "fds_first": round(mean(first, "fds"), 1),
+            "fds_last": round(mean(last, "fds"), 1), "fds_per_minute": round(slope("fds"), 3),
+            "p50_ms_first": round(mean(first, "p50_ms"), 2), "p50_ms_last": round(mean(last, "p50_ms"), 2),
+            "p99_ms_first": round(mean(first, "p99_ms"), 2), "p99_ms_last": round(mean(last, "p99_ms"), 2),
+            "calls": sum(s["completed"] for s in samples), "errors": sum(s["errors"] for s in samples)}
+
+
+def plot(samples: list[dict[str, Any]], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    minutes = [s["t"] / 60 for s in samples]
+    fig, axes = plt.subplots(3, 1, figsize=(9, 8), sharex=True)
+    axes[0].plot(minutes, [s["rss_mb"] for s in samples], color="tab:blue")
+    axes[0].set_ylabel("gateway RSS (MB)")
+    axes[0].set_ylim(bottom=0)
+    axes[1].plot(minutes, [s["fds"] for s in samples], color="tab:green")
+    axes[1].set_ylabel("open file descriptors")
+    axes[1].set_ylim(bottom=0)
+    axes[2].plot(minutes, [s["p50_ms"] for s in samples], label="p50")
+    axes[2].plot(minutes, [s["p99_ms"] for s in samples], label="p99")
+    axes[2].set_ylabel("latency (ms)")
+    axes[2].set_xlabel("minutes")
+    axes[2].legend()
+    errors = [m for m, s in zip(minutes, samples, strict=True) if s["errors"]]
+    for m in errors:
+        axes[2].axvline(m, color="tab:red", alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--rate", type=float, default=40.0, help="calls per second (open loop)")
+    parser.add_argument("--every", type=float, default=5.0, help="seconds between samples")
+    parser.add_argument("--warmup", type=float, default=60.0, help="seconds left out of the growth figures")
+    parser.add_argument("--postgresql", action="store_true", help="store on the PostgreSQL at 127.0.0.1:5432")
+    parser.add_argument("--redis", action="store_true", help="Redis at 127.0.0.1:6379 (with a rate limit)")
+    parser.add_argument("--output", default=str(RESULTS / "soak"), help="path without extension (.json, .png)")
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="shuhi-soak-"))
+    procs = Processes(workdir)
+    schema = None
+    try:
+        _upstream, upstream_port = start_upstream(procs, None)
+        database_url = f"sqlite:///{workdir / 'soak.db'}"
+        if args.postgresql:
+            import sqlalchemy as sa
+
+            schema = "soak_" + os.urandom(4).hex()
+            engine = sa.create_engine(POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://"))
+            with engine.begin() as conn:
+                conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
+            database_url = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+        config: dict[str, Any] = {
+            "database_url": database_url, "admin_token": ADMIN_TOKEN, "secret_key": SECRET_KEY,
+            "destinations": [
+                {"id": "fake", "base_url": f"http://127.0.0.1:{upstream_port}/v1", "api_format": "openai",
+                 "models": ["gpt-4o-mini"], "third_party": True},
+                {"id": "fake-anthropic", "base_url": f"http://127.0.0.1:{upstream_port}", "api_format": "anthropic",
+                 "models": ["claude-sonnet-4-6"], "third_party": True}]}
+        if args.redis:
+            config.update(redis_url=REDIS_URL, requests_per_minute=1_000_000)
+        (workdir / "gateway.yaml").write_text(json.dumps(config))
+        port = free_port()
+        env = {k: "" for k in os.environ if k.startswith("SHUHI_")}
+        gateway = procs.start("gateway", [*gateway_command(), "--config", str(workdir / "gateway.yaml"), "serve",
+                                          "--host", "127.0.0.1", "--port", str(port)], None, env)
+        base = f"http://127.0.0.1:{port}"
+        wait_for(lambda: healthy(base + "/healthz"), gateway, "gateway", procs, "gateway")
+        http_json("POST", base + "/admin/v1/principals", {"id": "soak", "groups": []}, ADMIN_TOKEN)
+        key = json.loads(http_json("POST", base + "/admin/v1/keys", {"principal": "soak"}, ADMIN_TOKEN)[2])["key"]
+        http_json("POST", base + "/admin/v1/agreements", {
+            "id": "nda-soak", "title": "Soak NDA", "counterparty": "Soak Co.", "purpose": "evaluation",
+            "effective_date": "2026-01-01", "term_years": 3, "survival_years": 2}, ADMIN_TOKEN)
+        status, _, raw = http_json("POST", base + "/admin/v1/agreements/nda-soak/items",
+                                   {"title": "design", "category": "ai_technology", "text": ITEM}, ADMIN_TOKEN)
+        if status != 201:
+            raise RuntimeError(f"registering the item: HTTP {status} {raw[:200]!r}")
+        samples = asyncio.run(soak(base, key, gateway.pid, args.rate, args.minutes * 60, args.every))
+        summary = growth(samples, min(args.warmup, args.minutes * 60 / 4))
+        store = "PostgreSQL" if args.postgresql else "SQLite"
+        title = (f"soak: {args.rate:g} calls/s for {args.minutes:g} min, {store}{' + Redis' if args.redis else ''} "
+                 f"— {summary['calls']} calls, {summary['errors']} errors")
+        out = Path(args.output)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.with_suffix(".json").write_text(json.dumps(
+            {"command": " ".join(sys.argv), "rate": args.rate, "minutes": args.minutes, "store": store,
+             "redis": args.redis, "summary": summary, "samples": samples}, indent=1))
+        print(json.dumps(summary, indent=1))
+        try:
+            plot(samples, out.with_suffix(".png"), title)
+            print(f"plot: {out.with_suffix('.png')}")
+        except ImportError:
+            print("matplotlib is missing: pip install -e '.[bench]' for the plot", file=sys.stderr)
+    finally:
+        procs.stop_all()
+        if schema:
+            import sqlalchemy as sa
+
+            engine = sa.create_engine(POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://"))
+            with engine.begin() as conn:
+                conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+
+
+if __name__ == "__main__":
+    main()
