@@ -5,20 +5,32 @@ lock first (PostgreSQL: an advisory transaction lock per schema; SQLite: `BEGIN 
 reads the head inside it. The tables are defined in `gateway.storage.audit_log`, which re-exports
 this module's public names; here they are written with plain driver statements.
 
-An append is acknowledged only once its transaction committed (SQLite: synced to disk). When the
-store fails or stalls past the timeout, `append` raises AuditUnavailable and the request must be
-refused; a stalled batch may still commit later: refused, yet on record, never the reverse.
+An append is acknowledged only once its transaction committed (SQLite with `durable`: its
+write-ahead log synced to disk). When the store fails or stalls past the timeout, `append` raises
+AuditUnavailable and the request must be refused; a stalled batch may still commit later: refused,
+yet on record, never the reverse.
+
+The request path's writer (`AuditLog`) runs on the event loop: a thread would have to win the GIL
+back from a loop that is busy serving requests for every statement it runs, which cost several
+milliseconds per batch under load. Only the disk sync (one `fdatasync`, SQLite) waits in a thread.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import concurrent.futures
+import collections
 import contextlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
+import logging
+import os
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import Any
 
+import psycopg
+from psycopg.pq import Escaping
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
@@ -77,27 +89,14 @@ def read_head(conn: Connection) -> Anchor:
     return Anchor(row.seq, row.hash) if row else read_anchor(conn)
 
 
-def _at_param(conn: Connection, at: str) -> Any:
-    """`at` as the driver takes it: SQLite keeps SQLAlchemy's own text form, so Core filters compare alike."""
-    return f"{at[:10]} {at[11:26]}" if conn.dialect.name == "sqlite" else parse_at(at)
-
-
 def seal_records(conn: Connection, prepared: list[Record]) -> list[Record]:
     """Chain and insert prepared records after the head; the caller holds the lock and commits.
 
     Plain driver statements (SQLite `executemany`, PostgreSQL COPY): on the request path every
     microsecond per record counts.
     """
-    head = read_head(conn)
-    seq, prev, rows, tags, sealed = head.seq, head.hash, [], [], []
-    for fields in prepared:
-        seq += 1
-        record, body = chain(fields, seq, prev)
-        prev = record["hash"]
-        rows.append((seq, record["id"], _at_param(conn, record["at"]), record["kind"], record.get("principal"),
-                     record.get("decision"), record["prev_hash"], prev, body.decode()))
-        tags.extend((agreement, seq) for agreement in record.get("agreements", ()))
-        sealed.append(record)
+    at = _sqlite_at if conn.dialect.name == "sqlite" else parse_at
+    sealed, rows, tags = _sealed_rows(prepared, read_head(conn), at)
     if conn.dialect.name == "postgresql":
         _copy(conn, rows, tags)
     else:
@@ -155,33 +154,407 @@ def _each(write: Callable[[list[Record]], list[Record]], prepared: list[Record])
     return [result for one in prepared for result in _each(write, [one])]
 
 
+class _Clash(Exception):
+    """A record of the batch could not be inserted (a reused id): the batch is retried one record at a time."""
+
+
+class _Busy(Exception):
+    """SQLite: another connection holds the write lock; retried after a short sleep, the event loop never waits."""
+
+
+def _exists(record: Record) -> AuditUnavailable:
+    return AuditUnavailable(f"監査レコード {record['id']} は既にあります。 / The audit record {record['id']} exists already.")
+
+
+async def _each_async(write: Callable[[list[Record]], Awaitable[list[Record]]],
+                      prepared: list[Record]) -> list[Record | AuditUnavailable]:
+    """`_each` for the request path's writer: the batch in one transaction, else record by record."""
+    try:
+        return list(await write(prepared))
+    except _Clash:
+        if len(prepared) == 1:
+            return [_exists(prepared[0])]
+    except AuditUnavailable as exc:
+        return [exc] * len(prepared)
+    results: list[Record | AuditUnavailable] = []
+    for one in prepared:
+        results += await _each_async(write, [one])
+    return results
+
+
+def _sealed_rows(prepared: list[Record], head: Anchor, at: Callable[[str], Any]
+                 ) -> tuple[list[Record], list[tuple[Any, ...]], list[tuple[str, int]]]:
+    """Chain `prepared` after `head`: the sealed records, their `audit_log` rows and their agreement tags."""
+    seq, prev = head.seq, head.hash
+    sealed, rows, tags = [], [], []
+    for fields in prepared:
+        seq += 1
+        record, body = chain(fields, seq, prev)
+        prev = record["hash"]
+        rows.append((seq, record["id"], at(record["at"]), record["kind"], record.get("principal"),
+                     record.get("decision"), record["prev_hash"], prev, body.decode()))
+        tags.extend((agreement, seq) for agreement in record.get("agreements", ()))
+        sealed.append(record)
+    return sealed, rows, tags
+
+
+def _sqlite_at(at: str) -> str:
+    """`at` as SQLite stores it: SQLAlchemy's own text form, so Core filters compare alike."""
+    return f"{at[:10]} {at[11:26]}"
+
+
+_HEAD = "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
+_ANCHOR = "SELECT seq, hash FROM audit_checkpoints ORDER BY seq DESC LIMIT 1"
+_SQLITE_INSERT_LOG = f"INSERT INTO audit_log ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * 9)})"
+_SQLITE_INSERT_TAGS = "INSERT INTO audit_log_agreements (agreement_id, seq) VALUES (?, ?)"
+# PostgreSQL: two round trips a batch, each one simple query (statements bound on the client). The
+# lock and the head are separate statements, so the head is read after the lock is held.
+_PG_LOCK_ONLY = f"BEGIN; SELECT pg_advisory_xact_lock({_CHAIN_LOCK}, hashtext(current_schema())); ".encode()
+_PG_BEGIN = (f"BEGIN; SELECT pg_advisory_xact_lock({_CHAIN_LOCK}, hashtext(current_schema())); "
+             "SELECT 0, seq, hash FROM (SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1) AS head "
+             "UNION ALL SELECT 1, seq, hash FROM (SELECT seq, hash FROM audit_checkpoints ORDER BY seq DESC LIMIT 1) "
+             "AS anchor")
+
+_SQLITE_BUSY_SECONDS = 30.0  # as long as the store's other connections wait for the lock
+_CHECKPOINT_RECORDS = 2000  # SQLite: the sync thread checkpoints the WAL after about this many records
+
+
+class _SqliteStore:
+    """SQLite on the request path: the transaction runs on the event loop, the disk sync in one thread.
+
+    A batch's transaction (write lock, head, one `executemany`, commit) takes tens of microseconds when
+    the commit does not sync, so it runs on the event loop itself: no thread has to win the GIL back
+    from a busy loop for each of its statements. With `durable`, the records are acknowledged only
+    after the sync thread has `fdatasync`ed the write-ahead log (one call, its GIL released while the
+    disk works): as safe as `synchronous=FULL`, which syncs that same file at every commit. The WAL is
+    checkpointed by the sync thread on its own connection, never on the event loop.
+    """
+
+    def __init__(self, engine: Engine, durable: bool) -> None:
+        self.engine, self.durable = engine, durable
+        self.path = engine.url.database or ""
+        self._raw: Any = None  # the pool's wrapper, invalidated when dropped
+        self._conn: sqlite3.Connection | None = None
+        self._wal = False
+        self._written = 0
+        self._jobs: queue.SimpleQueue[tuple[asyncio.AbstractEventLoop, asyncio.Future[None] | None, bool] | None] = (
+            queue.SimpleQueue())
+        self._thread: threading.Thread | None = None
+        self._fd: int | None = None
+        self._inode: int | None = None
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            try:
+                self._raw = self.engine.raw_connection()
+            except SQLAlchemyError as exc:
+                raise _unavailable(exc) from exc
+            conn = self._raw.driver_connection
+            conn.isolation_level = None  # transactions begun and ended here, by name
+            conn.execute("PRAGMA busy_timeout=0")  # a locked store is retried by sleeping, not by blocking
+            conn.execute("PRAGMA wal_autocheckpoint=0")  # the sync thread checkpoints, off the event loop
+            self._wal = conn.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal"
+            conn.execute(f"PRAGMA synchronous={'NORMAL' if self._wal or not self.durable else 'FULL'}")
+            self._conn = conn
+        return self._conn
+
+    def drop(self) -> None:
+        if self._raw is not None:
+            with contextlib.suppress(Exception):
+                self._raw.invalidate()  # not back to the pool: its pragmas stay with it
+        self._raw, self._conn = None, None
+
+    def _transaction(self, prepared: list[Record]) -> list[Record]:
+        conn = self._connection()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                raise _Busy from None
+            self.drop()
+            raise _unavailable(exc) from exc
+        except sqlite3.Error as exc:
+            self.drop()
+            raise _unavailable(exc) from exc
+        try:
+            row = conn.execute(_HEAD).fetchone() or conn.execute(_ANCHOR).fetchone()
+            sealed, rows, tags = _sealed_rows(prepared, Anchor(*row) if row else Anchor(), _sqlite_at)
+            conn.executemany(_SQLITE_INSERT_LOG, rows)
+            if tags:
+                conn.executemany(_SQLITE_INSERT_TAGS, tags)
+            conn.execute("COMMIT")
+        except sqlite3.IntegrityError:
+            conn.execute("ROLLBACK")
+            raise _Clash from None
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            self.drop()
+            raise _unavailable(exc) from exc
+        self._written += len(sealed)
+        return sealed
+
+    async def write(self, prepared: list[Record]) -> list[Record]:
+        """Commit `prepared` in one transaction; with `durable`, return once it is on disk."""
+        delay, deadline = 0.0005, time.monotonic() + _SQLITE_BUSY_SECONDS
+        while True:
+            try:
+                sealed = self._transaction(prepared)
+                break
+            except _Busy:
+                if time.monotonic() > deadline:
+                    raise _unavailable(TimeoutError("database is locked")) from None
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.01)
+        checkpoint = self._wal and self._written >= _CHECKPOINT_RECORDS
+        if checkpoint:
+            self._written = 0
+        if self._wal and self.durable:
+            await self._in_thread(checkpoint)
+        elif checkpoint:
+            self._submit(None, True)
+        return sealed
+
+    def _submit(self, done: asyncio.Future[None] | None, checkpoint: bool) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._sync_forever, name="shuhi-audit-sync", daemon=True)
+            self._thread.start()
+        self._jobs.put((asyncio.get_running_loop(), done, checkpoint))
+
+    async def _in_thread(self, checkpoint: bool) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._submit(done, checkpoint)
+        await done
+
+    def _sync_forever(self) -> None:
+        """The sync thread: `fdatasync` the WAL and wake the loop; then checkpoint when asked."""
+        checkpointer: sqlite3.Connection | None = None
+        while (job := self._jobs.get()) is not None:
+            loop, done, checkpoint = job
+            if done is not None:
+                error: OSError | None = None
+                try:
+                    os.fdatasync(self._wal_fd())
+                except OSError as exc:
+                    error = exc
+                    self._close_fd()
+                loop.call_soon_threadsafe(_settle, done, error)
+            if checkpoint:
+                try:
+                    checkpointer = checkpointer or sqlite3.connect(self.path, timeout=5, check_same_thread=False)
+                    checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.Error as exc:
+                    log.warning("audit log checkpoint failed: %s", type(exc).__name__)
+        if checkpointer is not None:
+            checkpointer.close()
+        self._close_fd()
+
+    def _wal_fd(self) -> int:
+        """An open descriptor of the current WAL file (reopened if the file was replaced)."""
+        path = self.path + "-wal"
+        inode = os.stat(path).st_ino
+        if self._fd is None or inode != self._inode:
+            self._close_fd()
+            self._fd, self._inode = os.open(path, os.O_RDONLY), inode
+        return self._fd
+
+    def _close_fd(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
+
+    async def aclose(self) -> None:
+        if self._thread is not None:
+            self._jobs.put(None)
+            await asyncio.to_thread(self._thread.join)
+            self._thread = None
+        self.drop()
+
+
+def _settle(done: asyncio.Future[None], error: BaseException | None) -> None:
+    if done.done():
+        return
+    if error is None:
+        done.set_result(None)
+    else:
+        done.set_exception(_unavailable(error))
+
+
+def _pg_insert(literal: Callable[[bytes], bytes], rows: list[tuple[Any, ...]], tags: list[tuple[str, int]],
+               after: Anchor | None = None) -> bytes:
+    """The statements that insert a batch and commit, every value escaped by libpq.
+
+    With `after`, the batch is guarded instead of locked beforehand: the query begins, takes the chain
+    lock, and inserts only if the head still is `after` (the last record this writer committed); the
+    caller reads the INSERT's row count. Built here rather than with placeholders: psycopg parses a
+    query of thousands of placeholders in Python, which cost more than the whole rest of the batch.
+    """
+    def text(value: str | None) -> bytes:
+        return b"NULL" if value is None else literal(value.encode())
+
+    values = b", ".join(
+        b"(%d, %b, %b::timestamptz, %b, %b, %b, %b, %b, %b)" % (
+            seq, text(id_), text(at), text(kind), text(principal), text(decision), text(prev), text(hash_),
+            text(canonical))
+        for seq, id_, at, kind, principal, decision, prev, hash_, canonical in rows)
+    tag_values = b", ".join(b"(%b, %d)" % (text(agreement), seq) for agreement, seq in tags)
+    columns = ", ".join(COLUMNS).encode()
+    if after is None:
+        query = b"INSERT INTO audit_log (" + columns + b") VALUES " + values + b"; "
+        if tags:
+            query += b"INSERT INTO audit_log_agreements (agreement_id, seq) VALUES " + tag_values + b"; "
+        return query + b"COMMIT"
+    query = (_PG_LOCK_ONLY + b"INSERT INTO audit_log (" + columns + b") SELECT * FROM (VALUES " + values
+             + b") AS batch WHERE (SELECT hash FROM audit_log ORDER BY seq DESC LIMIT 1) = " + text(after.hash) + b"; ")
+    if tags:
+        query += (b"INSERT INTO audit_log_agreements (agreement_id, seq) SELECT * FROM (VALUES " + tag_values
+                  + b") AS batch WHERE EXISTS (SELECT 1 FROM audit_log WHERE seq = %d AND id = %b); "
+                  % (rows[0][0], text(rows[0][1])))
+    return query + b"COMMIT"
+
+
+class _PostgresStore:
+    """PostgreSQL on the request path: an asynchronous connection on the event loop, one round trip a batch.
+
+    Each batch is one simple query (values bound on the client: psycopg's pipeline mode and array
+    parameters cost several times more CPU per batch here): begin, take the chain lock, insert the
+    batch (one multi-row INSERT per table) if the head is still the last record this writer
+    committed, commit. When another replica appended meanwhile nothing is inserted, and the batch is
+    written again the long way: one round trip for the lock and the head, one to insert and commit.
+    The commit is durable when it returns (the server's `synchronous_commit`).
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._conn: Any = None
+        self._head: Anchor | None = None  # the last record this writer committed, while nobody else appends
+
+    async def _connection(self) -> Any:
+        if self._conn is None or self._conn.closed:
+            self._head = None
+            args, kwargs = self.engine.dialect.create_connect_args(self.engine.url)
+            kwargs.pop("context", None)
+            try:
+                self._conn = await psycopg.AsyncConnection.connect(*args, **kwargs, autocommit=True,
+                                                                   cursor_factory=psycopg.AsyncClientCursor)
+            except psycopg.Error as exc:
+                raise _unavailable(exc) from exc
+        return self._conn
+
+    async def write(self, prepared: list[Record]) -> list[Record]:
+        for attempt in (1, 2):
+            conn = await self._connection()
+            try:
+                sealed = await self._guarded(conn, prepared) or await self._locked(conn, prepared)
+            except psycopg.IntegrityError:
+                self._head = None
+                await conn.execute("ROLLBACK")
+                raise _Clash from None
+            except psycopg.Error as exc:
+                lost = conn.closed or isinstance(exc, psycopg.OperationalError)
+                await self.drop()
+                if attempt == 2 or not lost:
+                    raise _unavailable(exc) from exc
+            else:
+                self._head = Anchor(sealed[-1]["seq"], sealed[-1]["hash"])
+                return sealed
+        raise AssertionError("unreachable")
+
+    async def _guarded(self, conn: Any, prepared: list[Record]) -> list[Record] | None:
+        """One round trip after the cached head; None (nothing written) when the head moved."""
+        head, self._head = self._head, None
+        if head is None:
+            return None
+        sealed, rows, tags = _sealed_rows(prepared, head, str)
+        cursor = await conn.execute(_pg_insert(Escaping(conn.pgconn).escape_literal, rows, tags, after=head))
+        counts = [cursor.rowcount]
+        while cursor.nextset():  # BEGIN, the lock, the INSERT, …
+            counts.append(cursor.rowcount)
+        return sealed if counts[2] == len(rows) else None
+
+    @staticmethod
+    async def _locked(conn: Any, prepared: list[Record]) -> list[Record]:
+        """Two round trips: the lock and the head first, then the batch after that head."""
+        cursor = await conn.execute(_PG_BEGIN)
+        while cursor.nextset():  # BEGIN, the lock, then the head and the anchor
+            pass
+        found = {row[0]: Anchor(row[1], row[2]) for row in await cursor.fetchall()}
+        sealed, rows, tags = _sealed_rows(prepared, found.get(0) or found.get(1) or Anchor(), str)
+        await conn.execute(_pg_insert(Escaping(conn.pgconn).escape_literal, rows, tags))
+        return sealed
+
+    async def drop(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                await self._conn.close()
+            self._conn = None
+
+    async def aclose(self) -> None:
+        await self.drop()
+
+
+class _Batch:
+    """Records appended while the previous batch was being committed; everybody waiting shares one future."""
+
+    __slots__ = ("records", "future", "timer")
+
+    def __init__(self) -> None:
+        self.records: list[Record] = []
+        self.future: asyncio.Future[list[Record | AuditUnavailable]] | None = None
+        self.timer: asyncio.TimerHandle | None = None
+
+
 class AuditLog:
     """The request path's writer: `append` returns once the record is committed, in group commits.
 
-    Appends queue up; one task hands whatever accumulated while the last commit ran (up to
-    `max_batch`) to its own thread, which commits it in one transaction on its own connection, so
-    the event loop never waits on the store. Under load (the last batch held more than one record)
-    it first lingers `linger` seconds to gather more: per-transaction costs dominate small batches.
-    An append waits at most `timeout` seconds. `start()`/`aclose()` belong in the app's lifespan.
+    Appends join the open batch; one task on the event loop commits one batch at a time, so whatever
+    arrives while a commit runs goes into the next (up to `max_batch` records). Everybody waiting on a
+    batch awaits one future, woken once, with one timer: an append waits at most `timeout` seconds,
+    then is refused; its record may still be committed later (refused, yet on record, never the
+    reverse). Records nobody waits for (`append_nowait`: outcomes, after the answer) ride with the
+    next awaited batch, or are committed after `lazy` seconds when none comes, so a request's decision
+    record does not queue behind the previous request's outcome. Under load (the last batch held more
+    than one record) the writer lingers `linger` seconds before the next commit, to gather more: each
+    transaction and each disk sync has a fixed cost on the one core the event loop runs on. SQLite and PostgreSQL each have
+    their store class (`_SqliteStore`, `_PostgresStore`); `start()`/`aclose()` belong in the lifespan.
     """
 
-    def __init__(self, engine: Engine, *, max_batch: int = 512, timeout: float = 10.0,
-                 linger: float = 0.001, durable: bool = True) -> None:
-        self.engine, self.max_batch, self.timeout, self.linger = engine, max_batch, timeout, linger
-        self.durable = durable  # SQLite: sync the WAL at every commit (survives power loss, not only a crash)
+    def __init__(self, engine: Engine, *, max_batch: int = 512, timeout: float = 10.0, linger: float = 0.001,
+                 lazy: float = 0.02, durable: bool = True) -> None:
+        self.engine, self.max_batch, self.timeout, self.linger, self.lazy = engine, max_batch, timeout, linger, lazy
+        self.durable = durable  # SQLite: records acknowledged once on disk, not only handed to the OS
         self.batches = self.records = 0
-        self._queue: asyncio.Queue[tuple[Record, asyncio.Future[Record]] | None] | None = None
+        self._store: _SqliteStore | _PostgresStore = (
+            _PostgresStore(engine) if engine.dialect.name == "postgresql" else _SqliteStore(engine, durable))
+        self._batches: collections.deque[_Batch] = collections.deque()
+        self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
-        self._conn: Connection | None = None  # the writer thread's alone
+        self._due = False  # the lazy timer fired: commit the open batch even if nobody waits on it
+        self._lazy_timer: asyncio.TimerHandle | None = None
         self._closed = False
+        self._waiting = 0  # appends not yet resumed: `aclose` returns once each has its answer
+        self._answered: asyncio.Event | None = None
 
     async def start(self) -> None:
         """Start the writer (also done by the first append)."""
+        self._ensure_started()
+
+    def _ensure_started(self) -> None:
         if self._task is None and not self._closed:
-            self._queue = asyncio.Queue()
-            self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="shuhi-audit")
-            self._task = asyncio.create_task(self._run(), name="shuhi-audit-writer")
+            self._wake = asyncio.Event()
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="shuhi-audit-writer")
+
+    def _open_batch(self) -> _Batch:
+        if not self._batches or len(self._batches[-1].records) >= self.max_batch:
+            self._batches.append(_Batch())
+            if len(self._batches) > 1:
+                self._kick()  # a full batch waits for nobody
+        return self._batches[-1]
+
+    def _kick(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
 
     async def append(self, fields: Mapping[str, Any]) -> Record:
         """Append one record (see `gateway.audit.FIELDS`) and return it sealed, once durably committed.
@@ -192,111 +565,108 @@ class AuditLog:
         if self._closed:
             raise AuditUnavailable("監査ログは停止中です。 / The audit log is shut down.")
         prepared = prepare(fields)
-        if self._queue is None:
-            await self.start()
-            assert self._queue is not None
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Record] = loop.create_future()
-        self._queue.put_nowait((prepared, future))
-        timer = loop.call_later(self.timeout, _expire, future)
+        self._ensure_started()
+        batch = self._open_batch()
+        index = len(batch.records)
+        batch.records.append(prepared)
+        future = batch.future
+        if future is None:
+            loop = asyncio.get_running_loop()
+            future = batch.future = loop.create_future()
+            batch.timer = loop.call_later(self.timeout, _expire, future)
+            self._kick()
+        self._waiting += 1
         try:
-            return await future
+            result = (await asyncio.shield(future))[index]
+        except AuditUnavailable as exc:  # shared by the batch: each caller raises its own
+            raise AuditUnavailable(exc.message) from None
         finally:
-            timer.cancel()
+            self._waiting -= 1
+            if self._waiting == 0 and self._answered is not None:
+                self._answered.set()
+        if isinstance(result, AuditUnavailable):
+            raise AuditUnavailable(result.message)
+        return result
 
     def append_nowait(self, fields: Mapping[str, Any]) -> None:
         """Queue a record nobody waits for (outcome records: the decision record was committed first).
 
-        It is committed with the next batch; a failure is logged, since no request can be refused any more.
+        It is committed with the next awaited batch, or within `lazy` seconds; a failure is logged,
+        since no request can be refused any more.
         """
-        if self._closed or self._queue is None:
+        if self._closed or self._task is None:
             log.error("audit record dropped: the audit log is not running")
             return
-        future: asyncio.Future[Record] = asyncio.get_running_loop().create_future()
-        future.add_done_callback(_report_failure)
-        self._queue.put_nowait((prepare(fields), future))
+        self._open_batch().records.append(prepare(fields))
+        if self._lazy_timer is None:
+            self._lazy_timer = asyncio.get_running_loop().call_later(self.lazy, self._lazy_due)
+
+    def _lazy_due(self) -> None:
+        self._lazy_timer = None
+        self._due = True
+        self._kick()
 
     async def aclose(self) -> None:
         """Commit what is queued, then stop the writer and release its connection."""
         if self._closed:
             return
         self._closed = True
-        if self._task is not None and self._queue is not None and self._executor is not None:
-            self._queue.put_nowait(None)
+        if self._lazy_timer is not None:
+            self._lazy_timer.cancel()
+            self._lazy_timer = None
+        if self._task is not None:
+            self._kick()
             await self._task
-            await asyncio.get_running_loop().run_in_executor(self._executor, self._drop_connection)
-            self._executor.shutdown(wait=True)
+        if self._waiting:
+            self._answered = asyncio.Event()
+            await self._answered.wait()
+        await self._store.aclose()
+
+    def _next_batch(self) -> _Batch | None:
+        """The batch to commit now, if any: somebody waits on it, it is full, or it is due."""
+        batches = self._batches
+        if not batches or not batches[0].records:
+            return None
+        if batches[0].future is None and len(batches) == 1 and not self._due and not self._closed:
+            return None
+        self._due = False
+        return batches.popleft()
 
     async def _run(self) -> None:
-        assert self._queue is not None
-        stopping, last = False, 0
-        while not stopping:
-            item = await self._queue.get()
-            if item is not None and last > 1 and self.linger > 0:
-                await asyncio.sleep(self.linger)
-            batch = [item] if item is not None else []
-            stopping = item is None
-            while len(batch) < self.max_batch and not self._queue.empty():
-                item = self._queue.get_nowait()
-                if item is None:
-                    stopping = True
-                else:
-                    batch.append(item)
-            if batch:
-                await self._commit(batch)
-            last = len(batch)
-
-    async def _commit(self, batch: list[tuple[Record, asyncio.Future[Record]]]) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            results = await loop.run_in_executor(self._executor, _each, self._write, [p for p, _ in batch])
-        except Exception as exc:  # a bug must not leave appends waiting, nor kill the writer
-            results = [_unavailable(exc)] * len(batch)
-        self.batches += 1
-        for (_, future), result in zip(batch, results, strict=True):
-            if future.done():
+        assert self._wake is not None
+        last = 0
+        while True:
+            if last > 1 and self.linger > 0 and self._batches and not self._closed:
+                await asyncio.sleep(self.linger)  # under load: gather more, each transaction and sync costs
+            batch = self._next_batch()
+            if batch is None:
+                last = 0
+                if self._closed:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
                 continue
-            if isinstance(result, AuditUnavailable):
-                future.set_exception(AuditUnavailable(result.message))
-            else:
-                self.records += 1
-                future.set_result(result)
+            last = len(batch.records)
+            await self._commit(batch)
 
-    def _write(self, prepared: list[Record]) -> list[Record]:
-        """In the writer thread: commit on its own connection, opened again once after a lost one."""
-        for attempt in (1, 2):
-            try:
-                if self._conn is None:
-                    self._conn = self.engine.connect()
-                    _sync_full(self._conn, self.durable)
-                _begin_chain(self._conn)
-                sealed = seal_records(self._conn, prepared)
-                self._conn.commit()
-                return sealed
-            except IntegrityError:
-                self._conn.rollback()
-                raise
-            except SQLAlchemyError as exc:
-                lost = isinstance(exc, DBAPIError) and exc.connection_invalidated
-                self._drop_connection()
-                if attempt == 2 or not lost:
-                    raise _unavailable(exc) from exc
-        raise AssertionError("unreachable")
-
-    def _drop_connection(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(SQLAlchemyError):
-                self._conn.invalidate()  # not back to the pool: SQLite's pragma stays with it
-                self._conn.close()
-            self._conn = None
+    async def _commit(self, batch: _Batch) -> None:
+        try:
+            results = await _each_async(self._store.write, batch.records)
+        except Exception as exc:  # a bug must not leave appends waiting, nor kill the writer
+            results = [_unavailable(exc)] * len(batch.records)
+        self.batches += 1
+        failed = [r for r in results if isinstance(r, AuditUnavailable)]
+        self.records += len(results) - len(failed)
+        if batch.timer is not None:
+            batch.timer.cancel()
+        future = batch.future
+        if future is not None and not future.done():
+            future.set_result(results)
+        if failed:
+            log.error("%d audit records not written: %s", len(failed), failed[0].code)
 
 
-def _report_failure(future: asyncio.Future[Record]) -> None:
-    if not future.cancelled() and future.exception() is not None:
-        log.error("audit record not written: %s", type(future.exception()).__name__)
-
-
-def _expire(future: asyncio.Future[Record]) -> None:
+def _expire(future: asyncio.Future[Any]) -> None:
     if not future.done():
         future.set_exception(AuditUnavailable("監査ログの書き込みが時間切れです。 / The audit log did not answer in time."))
 
