@@ -5,7 +5,7 @@ Design (Schleimer, Wilkerson, Aiken, "Winnowing", SIGMOD 2003):
 1. Every position of the normalized text starts one *gram*. A gram is the
    shortest run whose weight reaches ``gram_weight``; CJK characters (kanji,
    kana, Hangul) weigh ``cjk_weight`` and everything else weighs 1. With the
-   text defaults (24, CJK weight 2) a gram is 24 Latin characters or 12 CJK
+   text defaults (36, CJK weight 2) a gram is 36 Latin characters or 18 CJK
    characters, and a mixed run something in between. Because a gram depends
    only on the characters it spans, Japanese quoted inside an English prompt
    (or English inside Japanese) is cut into exactly the grams it was registered
@@ -27,17 +27,24 @@ Design (Schleimer, Wilkerson, Aiken, "Winnowing", SIGMOD 2003):
 Guarantee: a run of normalized text shared by a prompt and a registered item
 holds ``window`` whole grams as soon as it is ``T = k + window - 1`` characters
 long, and both sides then keep the same gram of that window. With the text
-defaults T is 27 characters of CJK text (k=12, w=16) and 39 of Latin text
-(k=24, w=16). In English 24 letters without spaces are four to five words,
-enough that ordinary phrases rarely collide; a Japanese character carries
-roughly twice the information, so 12 suffice.
+defaults T is 21 characters of CJK text (k=18, w=4) and 39 of Latin text
+(k=36, w=4). Why long grams and a short window rather than the reverse (k=24,
+w=16 gives the same Latin T with a third of the fingerprints): a single
+shared gram is a match, so k is the shortest shared run that can match at
+all. Documents of one domain share many phrases of 24-38 characters (paths,
+option lists, titles); with k close to T almost nothing shorter than T
+matches (the evaluation measured unrelated prompts with a match falling from
+15% to under 1%), at the price of keeping 2/(w+1) = 40% of the grams.
 
 Source code gets a second channel: the code is cut into *canonical tokens*
 (identifiers become one placeholder, keywords, numbers and operators are
 kept, string literals are reduced to a hash of their folded content,
 comments and triple-quoted docstrings vanish, whitespace is ignored) and the
-same winnowing runs over tokens (k=12 tokens, w=8: any shared run of 19
-canonical tokens is found, whatever the renaming, comments or layout). The
+same winnowing runs over tokens (k=28 tokens, w=4: any shared run of 31
+canonical tokens, two to four lines, is found, whatever the renaming,
+comments or layout). Grams that repeat themselves with a short period
+(``self.a = a`` lines, argument lists: `_repetitive`) are idioms every module
+shares and are never kept. The
 tokenizer is a regex plus numpy pass, cheap enough for every prompt and
 independent of the language; at registration Pygments first removes the
 comments of the item's language exactly (`strip_comments`), so comment syntaxes
@@ -120,8 +127,8 @@ class WinnowParams:
         return self.k_cjk + self.window - 1
 
 
-TEXT_PARAMS = WinnowParams(gram_weight=24, window=16, cjk_weight=2)
-CODE_PARAMS = WinnowParams(gram_weight=12, window=8)
+TEXT_PARAMS = WinnowParams(gram_weight=36, window=4, cjk_weight=2)
+CODE_PARAMS = WinnowParams(gram_weight=28, window=4)
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +211,33 @@ def _siphash13(k0: int, k1: int, m: UInt64Array) -> UInt64Array:
     for _ in range(3):
         sipround()
     return v0 ^ v1 ^ v2 ^ v3
+
+
+IDIOM_PERIOD = 12
+IDIOM_SHARE = 0.85
+
+
+def _repetitive(symbols: UInt64Array, k: int) -> npt.NDArray[np.bool_]:
+    """Code grams that repeat themselves with a short period: idioms, not anyone's code.
+
+    With identifiers canonicalised, ``self.a = a; self.b = b; ...``, argument
+    lists (``a, b, c, d, ...``) and runs of ``x = y.replace(...)`` are the same
+    few tokens over and over, and unrelated modules share them. A gram whose
+    tokens equal the tokens `p` places later (for some `p` up to
+    `IDIOM_PERIOD`) at `IDIOM_SHARE` of its positions is such an idiom; it
+    depends only on the gram's own tokens, so registration and scan agree.
+    """
+    n = symbols.shape[0]
+    m = n - k + 1
+    barred = np.zeros(max(m, 0), bool)
+    if m <= 0:
+        return barred
+    starts = np.arange(m)
+    for p in range(1, min(IDIOM_PERIOD, k - 1) + 1):
+        same = np.zeros(n - p + 1, np.int64)
+        np.cumsum(symbols[p:] == symbols[:-p], out=same[1:])
+        barred |= (same[starts + k - p] - same[starts]) >= IDIOM_SHARE * (k - p)
+    return barred
 
 
 def _cjk_table() -> npt.NDArray[np.bool_]:
@@ -302,13 +336,27 @@ class _Channel:
         hashes = (prefix[ends] - prefix[starts]) * inverse[:m]
         return hashes, ends
 
-    def winnow(self, hashes: UInt64Array, window: int) -> IntArray:
-        """Positions of the grams kept by robust winnowing."""
+    def winnow(self, hashes: UInt64Array, window: int, barred: npt.NDArray[np.bool_] | None = None) -> IntArray:
+        """Positions of the grams kept by robust winnowing.
+
+        `barred` grams (code idioms) are never kept: they get the largest key,
+        so a window keeps one of its other grams; a window of barred grams
+        only keeps nothing.
+        """
         m = hashes.shape[0]
         if m == 0:
             return np.empty(0, np.int64)
         positions = np.arange(m, dtype=np.uint64)
         keys = (_mix(hashes ^ self.select_key) & _HIGH_MASK) | (_POS_MASK - (positions & _POS_MASK))
+        if barred is not None and barred.any():
+            keys[barred] |= _HIGH_MASK
+            chosen = self._winnow_keys(keys, window)
+            return chosen[~barred[chosen]]
+        return self._winnow_keys(keys, window)
+
+    @staticmethod
+    def _winnow_keys(keys: UInt64Array, window: int) -> IntArray:
+        m = keys.shape[0]
         if m <= window:
             return np.array([int(np.argmin(keys))], dtype=np.int64)
         mins = _sliding_min(keys, window)
@@ -352,13 +400,23 @@ class Fingerprinter:
         """Fingerprints of the canonical token stream of `source`; spans are offsets in `source`."""
         symbols, tok_starts, tok_ends = self._tokens(source)
         hashes, ends = self._code.grams(symbols, None, self.code_params.gram_weight)
-        return self._select(self._code, hashes, ends, self.code_params.window, every_gram, tok_starts, tok_ends)
+        barred = _repetitive(symbols, self.code_params.gram_weight) if hashes.shape[0] else None
+        return self._select(self._code, hashes, ends, self.code_params.window, every_gram, tok_starts, tok_ends,
+                            barred)
 
     def _select(self, channel: _Channel, hashes: UInt64Array, ends: IntArray, window: int, every_gram: bool,
-                tok_starts: IntArray | None, tok_ends: IntArray | None) -> Fingerprints:
+                tok_starts: IntArray | None, tok_ends: IntArray | None,
+                barred: npt.NDArray[np.bool_] | None = None) -> Fingerprints:
         if hashes.shape[0] == 0:
             return Fingerprints.empty()
-        chosen = np.arange(hashes.shape[0], dtype=np.int64) if every_gram else channel.winnow(hashes, window)
+        if every_gram:
+            chosen = np.arange(hashes.shape[0], dtype=np.int64)
+            if barred is not None:
+                chosen = chosen[~barred]
+        else:
+            chosen = channel.winnow(hashes, window, barred)
+        if chosen.shape[0] == 0:
+            return Fingerprints.empty()
         starts, gram_ends = chosen, ends[chosen]
         if tok_starts is not None and tok_ends is not None:
             starts, gram_ends = tok_starts[starts], tok_ends[gram_ends - 1]
@@ -372,7 +430,9 @@ class Fingerprinter:
         string_starts: list[int] = []
         string_ends: list[int] = []
         string_values: list[int] = []
-        for match in _LITERALS.finditer(source):
+        head = _inside_docstring_at_start(source)
+        cls[:head] = _SPACE
+        for match in _LITERALS.finditer(source, head):
             start, end = match.span()
             cls[start:end] = _SPACE
             if match.lastgroup == "string":
@@ -404,6 +464,25 @@ class Fingerprinter:
                                  np.asarray(string_values, np.uint64)])
         order = np.argsort(starts, kind="stable")
         return _mix(values[order] ^ self._token_key.char_key), starts[order], ends[order]
+
+
+_CODE_SIGNS = re.compile(r"[=(){}\[\]:]")
+
+
+def _inside_docstring_at_start(source: str) -> int:
+    """Where a docstring cut by the start of a pasted excerpt ends (0 if there is none).
+
+    An excerpt that begins inside a docstring has an odd number of triple
+    quotes; pairing them from the left would take the code between this
+    docstring's end and the next one's start for a docstring. When nothing
+    code-like precedes the first triple quote, it is taken to close a
+    docstring the excerpt began in.
+    """
+    for quote in ('"""', "'''"):
+        first = source.find(quote)
+        if first >= 0 and source.count(quote) % 2 == 1 and not _CODE_SIGNS.search(source, 0, first):
+            return first + 3
+    return 0
 
 
 def strip_comments(source: str, language: str | None = None, filename: str | None = None) -> str:
@@ -455,15 +534,14 @@ _LITERALS = re.compile(
     r"|(?P<comment>/\*[\s\S]*?\*/|//[^\n]*|#[^\n]*|<!--[\s\S]*?-->)"
 )
 _WORD_CHANNEL = _Channel(b"shuhi-keyword-recognition", "word", CHANNEL_CODE)
+# Words kept as themselves: reserved in Python or in the C family, so no one renames them. Words that
+# are keywords elsewhere but ordinary names in Python (type, default, values, end, this, match, order,
+# select...) are identifiers like any other: renaming them must not change the token stream.
 _KEYWORDS = """
-abstract and as assert async await auto begin bool boolean break byte case catch char class const constexpr
-continue def default defer del delete do double elif else elsif end enum except export extends extern false
-fallthrough final finally float fn for foreach from func function global go goto if impl implements import in
-inline instanceof int interface is lambda let long loop match mod module mut namespace native new nil none
-nonlocal not null or override package pass pub private protected public raise ref register return self
-short signed sizeof static struct super switch synchronized template then this throw throws trait true try
-type typedef typeof union unless unsigned until use using var virtual void volatile where while with yield
-select insert update delete create table values into join on group by order having limit union distinct
+and as assert async await break catch class const continue def del do elif else except extends extern false
+finally float for from global goto if implements import in instanceof int is lambda nonlocal not null none or
+pass private protected public raise return signed sizeof static struct switch synchronized throw throws true
+try typedef typeof unsigned void volatile while with yield
 """.split()
 
 

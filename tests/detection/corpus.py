@@ -20,8 +20,8 @@ How a figure is made:
   excerpt's item;
 * an excerpt is *eligible* for a variant when the engine's guarantee covers it: for the text
   channel, its normalized text holds at least one winnowing window of whole grams (T = 39 Latin /
-  27 CJK characters, mixed text in between); for the code-only variants (renamed identifiers,
-  comments removed) its comment-free source holds at least 19 canonical tokens. Recall is
+  21 CJK characters, mixed text in between); for the code-only variants (renamed identifiers,
+  comments removed) its comment-free source holds at least 31 canonical tokens. Recall is
   measured on eligible excerpts; shorter ones are reported apart. A missed excerpt none of whose
   windows is distinctive (every gram held by more than ``max_item_share`` registered documents:
   the registry's boilerplate rule) is outside the guarantee by design and counted apart too;
@@ -239,7 +239,7 @@ def text_guaranteed(text: str, fingerprinter: Fingerprinter = _FINGERPRINTER) ->
 
 
 def code_guaranteed(piece: Excerpt, fingerprinter: Fingerprinter = _FINGERPRINTER) -> bool:
-    """Whether the excerpt's code (comments and docstrings out) holds 19 canonical tokens (one window of grams)."""
+    """Whether the excerpt's code (comments and docstrings out) holds 31 canonical tokens (one window of grams)."""
     grams = len(fingerprinter.code(code_part(piece), every_gram=True))
     return grams >= fingerprinter.code_params.window
 
@@ -247,7 +247,7 @@ def code_guaranteed(piece: Excerpt, fingerprinter: Fingerprinter = _FINGERPRINTE
 class Registered:
     """Ground truth about the registered half, to tell a copy from a false positive and boilerplate from a miss.
 
-    Counts, for every gram (24 Latin / 12 CJK normalized characters; 12 canonical code tokens), how
+    Counts, for every gram (36 Latin / 18 CJK normalized characters; 28 canonical code tokens), how
     many registered documents hold it:
 
     * `copied(text)`: the text shares a run of at least T normalized characters (a whole window of
@@ -648,7 +648,7 @@ class Tally:
 
     eligible: int = 0
     hits: int = 0
-    short: int = 0  # below the guarantee (T characters, or 19 tokens for the code-only variants)
+    short: int = 0  # below the guarantee (T characters, or 31 tokens for the code-only variants)
     short_hits: int = 0
     boilerplate: int = 0  # missed, and no window of grams held by at most max_item_share registered documents
     misses: list[dict[str, object]] = field(default_factory=list)

@@ -13,9 +13,24 @@ FP = Fingerprinter(SECRET)
 
 
 def test_default_thresholds_are_documented_values() -> None:
-    assert (TEXT_PARAMS.k_latin, TEXT_PARAMS.k_cjk, TEXT_PARAMS.window) == (24, 12, 16)
-    assert (TEXT_PARAMS.t_latin, TEXT_PARAMS.t_cjk) == (39, 27)
-    assert CODE_PARAMS.t_latin == 19
+    assert (TEXT_PARAMS.k_latin, TEXT_PARAMS.k_cjk, TEXT_PARAMS.window) == (36, 18, 4)
+    assert (TEXT_PARAMS.t_latin, TEXT_PARAMS.t_cjk) == (39, 21)
+    assert (CODE_PARAMS.k_latin, CODE_PARAMS.t_latin) == (28, 31)
+
+
+def test_idioms_of_canonical_tokens_are_never_kept_and_the_rest_of_the_code_is() -> None:
+    """Runs of `self.x = x` or of bare argument names are shared by unrelated code: no fingerprint."""
+    assert len(FP.code("".join(f"        self.{n} = {n}\n" for n in "abcdefghijklmnop"))) == 0
+    assert len(FP.code("    return combine(" + ", ".join("abcdefghijklmnopqrstuvwxyz") + ")\n")) == 0
+    assert len(FP.code(PY_SOURCE)) > 0
+
+
+def test_an_excerpt_starting_inside_a_docstring_keeps_its_code() -> None:
+    """The excerpt's first triple quote closes a docstring; the code after it is not a docstring."""
+    whole = FP.code(strip_comments(PY_SOURCE, "python"))
+    body = PY_SOURCE[PY_SOURCE.index("(internal recipe v3)."):]
+    cut = FP.code(body)
+    assert np.intersect1d(whole.values, cut.values).size >= 2
 
 
 def test_when_the_key_changes_then_every_stored_value_changes() -> None:
