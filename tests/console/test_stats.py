@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import httpx
 import openai
 import pytest
 
+from gateway import audit
+from gateway.storage import audit_log
+from gateway.storage.database import open_engine
 from tests.conftest import Gateway
 
 DESIGN = ("Auroraモデルは教師ネットワークの中間層表現を四つの小型生徒モデルへ段階的に蒸留する。"
@@ -46,6 +50,44 @@ def test_stats_count_decisions_by_day_and_kind_top_agreements_and_pending(gatewa
     audit_head = gateway.admin.get("/admin/v1/audit/verify").json()["head_seq"]
     assert stats["audit"]["head_seq"] == audit_head
     assert DESIGN[10:20] not in str(stats)
+    # the record of the agreement's destruction names it too, but is no match
+    assert gateway.admin.post(f"/admin/v1/agreements/{NDA['id']}/destroy",
+                              json={"requested_by": "法務部", "reason": "契約終了"}).status_code == 201
+    assert gateway.admin.get("/admin/v1/stats").json()["top_agreements"][0]["decisions"] == 2
+
+
+def decision(at: dt.datetime, kind: str, agreement: str | None = None) -> dict[str, Any]:
+    record = audit.prepare({"kind": "decision", "principal": "alice@example.co.jp", "decision": kind,
+                            "agreements": [agreement] if agreement else None}, now=at)
+    return record
+
+
+def test_settled_days_are_counted_once_and_recounted_after_pruning(gateway: Gateway) -> None:
+    now = dt.datetime.now(dt.UTC)
+    old, recent = now - dt.timedelta(days=40), now - dt.timedelta(days=3)
+    engine = open_engine(gateway.settings.database_url)
+    try:
+        audit_log.commit(engine, [decision(old, "block", "nda-old"), decision(old, "block", "nda-old"),
+                                  decision(old, "allow"), decision(recent, "consent_required", NDA["id"])])
+        by_date = {d["date"]: d for d in gateway.admin.get("/admin/v1/stats", params={"days": 60}).json()["days"]}
+        assert by_date[old.date().isoformat()]["block"] == 2 and by_date[old.date().isoformat()]["allow"] == 1
+        assert by_date[recent.date().isoformat()]["consent_required"] == 1
+        # a new decision today shows at once; the settled days stay as counted
+        client = gateway.closing(openai.OpenAI(base_url=gateway.url + "/v1", api_key=gateway.employee(),
+                                               max_retries=0))
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "こんにちは"}])
+        stats = gateway.admin.get("/admin/v1/stats", params={"days": 60}).json()
+        assert stats["days"][-1]["allow"] == 1 and stats["totals"] == {
+            "allow": 2, "allow_marked": 0, "redact": 0, "consent_required": 1, "block": 2}
+        assert [(a["agreement_id"], a["decisions"]) for a in stats["top_agreements"]] == [
+            ("nda-old", 2), (NDA["id"], 1)]
+        # pruning moves the chain's anchor: what it removed is no longer counted
+        assert audit_log.prune(engine, days=10)["deleted"] >= 3
+        stats = gateway.admin.get("/admin/v1/stats", params={"days": 60}).json()
+        assert stats["totals"] == {"allow": 1, "allow_marked": 0, "redact": 0, "consent_required": 1, "block": 0}
+        assert [a["agreement_id"] for a in stats["top_agreements"]] == [NDA["id"]]
+    finally:
+        engine.dispose()
 
 
 def test_stats_roles_and_bad_input(gateway: Gateway) -> None:

@@ -1,13 +1,21 @@
 """Aggregates for the console's dashboard: decisions per day by kind, top agreements, pending requests.
 
-An extension of API.md. Counts only: ids, dates and numbers, never text. Each figure is one
-grouped query over the audit log's filter columns (`at`, `kind`, `decision`) and its agreements
-index, so the dashboard stays fast on a log of any size within the window asked for.
+An extension of API.md. Counts only: ids, dates and numbers, never text.
+
+Why it is shaped so: the audit log is append-only and its records are wide (their canonical
+JSON), so counting a month of decisions reads a month of rows (about 150 ms for 50,000 records
+on SQLite). A day that is over never changes again, except by pruning a prefix of the chain, so
+its counts are kept in the process (`SettledDays`, dropped whenever the chain's anchor moves)
+and only the current day is counted at each call. No index is added for this: every index costs
+each append on the request path. The agreements are counted from the audit log's agreements
+index alone, which only decision records and a destruction record ever name.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import threading
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -17,11 +25,22 @@ from sqlalchemy.exc import SQLAlchemyError
 from gateway.audit import DECISIONS, AuditUnavailable
 from gateway.routes.admin.agreements import plain_parameters
 from gateway.routes.admin.auth import Admin, require
-from gateway.storage.audit_log import audit_log, audit_log_agreements
+from gateway.storage.audit_log import audit_checkpoints, audit_log, audit_log_agreements
 from gateway.storage.tables import agreements, consent_requests
 
 router = APIRouter(tags=["stats"], dependencies=[Depends(plain_parameters)])
 TOP = 10
+GRACE = dt.timedelta(minutes=10)  # a record stamped just before midnight may commit just after it
+Counts = dict[str, dict[str, int]]
+
+
+@dataclass
+class SettledDays:
+    """Decision counts of days that are over, valid while the chain's anchor (pruning) stays put."""
+
+    anchor: int = -1
+    days: Counts = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 def _day(engine: Engine) -> Any:
@@ -31,13 +50,19 @@ def _day(engine: Engine) -> Any:
     return cast(audit_log.c.at, Date)
 
 
-def decisions_per_day(engine: Engine, since: dt.datetime) -> dict[str, dict[str, int]]:
-    """`{date: {decision: count}}` of the decision records from `since` on."""
+def _midnight(day: dt.date) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(), dt.UTC)
+
+
+def count_decisions(engine: Engine, since: dt.datetime, until: dt.datetime | None = None) -> Counts:
+    """`{date: {decision: count}}` of the decision records in [since, until)."""
     day = _day(engine).label("day")
     query = (select(day, audit_log.c.decision, func.count().label("n"))
              .where(audit_log.c.at >= since, audit_log.c.kind == "decision")
              .group_by(day, audit_log.c.decision))
-    out: dict[str, dict[str, int]] = {}
+    if until is not None:
+        query = query.where(audit_log.c.at < until)
+    out: Counts = {}
     with engine.connect() as conn:
         for row in conn.execute(query):
             key = row.day if isinstance(row.day, str) else row.day.isoformat()
@@ -45,23 +70,47 @@ def decisions_per_day(engine: Engine, since: dt.datetime) -> dict[str, dict[str,
     return out
 
 
+def decisions_per_day(engine: Engine, first_day: dt.date, settled: SettledDays,
+                      now: dt.datetime | None = None) -> Counts:
+    """Counts from `first_day` on: settled days from `settled` (counted once), the rest now."""
+    now = now or dt.datetime.now(dt.UTC)
+    open_from = (now - GRACE).date()  # days before this one are over
+    with engine.connect() as conn:
+        anchor = int(conn.execute(select(func.coalesce(func.max(audit_checkpoints.c.seq), 0))).scalar_one())
+    with settled.lock:
+        if settled.anchor != anchor:
+            settled.days.clear()
+            settled.anchor = anchor
+        missing = [first_day + dt.timedelta(days=n) for n in range((open_from - first_day).days)]
+        missing = [d for d in missing if d.isoformat() not in settled.days]
+        if missing:
+            counted = count_decisions(engine, _midnight(missing[0]), _midnight(open_from))
+            for offset in range((open_from - missing[0]).days):
+                key = (missing[0] + dt.timedelta(days=offset)).isoformat()
+                settled.days[key] = counted.get(key, {})
+        out = {key: counts for key, counts in settled.days.items() if key >= first_day.isoformat()}
+    out.update(count_decisions(engine, _midnight(max(first_day, open_from))))
+    return out
+
+
 def top_agreements(engine: Engine, since: dt.datetime, limit: int = TOP) -> list[dict[str, Any]]:
-    """The agreements named by the most decision records from `since` on, with their titles and counterparties."""
+    """The agreements named by the most decision records from `since` on, with title and counterparty."""
     with engine.connect() as conn:
         first = conn.execute(select(func.min(audit_log.c.seq)).where(audit_log.c.at >= since)).scalar()
         if first is None:
             return []
         n = func.count().label("n")
-        counted = (select(audit_log_agreements.c.agreement_id, n)
-                   .join(audit_log, audit_log.c.seq == audit_log_agreements.c.seq)
-                   .where(audit_log_agreements.c.seq >= first, audit_log.c.kind == "decision")
-                   .group_by(audit_log_agreements.c.agreement_id).order_by(n.desc(), audit_log_agreements.c.agreement_id)
-                   .limit(limit)).subquery()
-        rows = conn.execute(select(counted.c.agreement_id, counted.c.n, agreements.c.title, agreements.c.counterparty)
-                            .join(agreements, agreements.c.id == counted.c.agreement_id, isouter=True)
-                            .order_by(counted.c.n.desc(), counted.c.agreement_id)).all()
-    return [{"agreement_id": r.agreement_id, "title": r.title, "counterparty": r.counterparty, "decisions": int(r.n)}
-            for r in rows]
+        named = conn.execute(select(audit_log_agreements.c.agreement_id, n)
+                             .where(audit_log_agreements.c.seq >= first)
+                             .group_by(audit_log_agreements.c.agreement_id)).all()
+        # Besides decisions, only the record of an agreement's destruction names it (gateway.destroy).
+        destroyed = set(conn.execute(select(agreements.c.id).where(agreements.c.destroyed_at >= since)).scalars())
+        counts = {r.agreement_id: int(r.n) - (r.agreement_id in destroyed) for r in named}
+        ranked = sorted(((c, a) for a, c in counts.items() if c > 0), key=lambda p: (-p[0], p[1]))[:limit]
+        facts = {r.id: r for r in conn.execute(select(agreements.c.id, agreements.c.title, agreements.c.counterparty)
+                                               .where(agreements.c.id.in_([a for _, a in ranked])))}
+    return [{"agreement_id": a, "title": facts[a].title if a in facts else None,
+             "counterparty": facts[a].counterparty if a in facts else None, "decisions": c} for c, a in ranked]
 
 
 def pending_requests(engine: Engine) -> dict[str, Any]:
@@ -82,17 +131,25 @@ def audit_head(engine: Engine) -> dict[str, int]:
     return {"head_seq": int(head or 0)}
 
 
+def _settled(request: Request) -> SettledDays:
+    state = request.app.state
+    found = getattr(state, "settled_decision_days", None)
+    if found is None:
+        found = state.settled_decision_days = SettledDays()
+    return found  # type: ignore[no-any-return]
+
+
 @router.get("/stats")
 def stats(request: Request, days: int = Query(30, ge=1, le=366, description="days back, today included (UTC)"),
           _: Admin = Depends(require("legal", "auditor"))) -> dict[str, Any]:
     """`{since, days: [{date, allow, allow_marked, redact, consent_required, block}], totals,
-    top_agreements, pending_consent_requests, audit}` for the dashboard."""
+    top_agreements, pending_consent_requests, audit: {head_seq}}` for the dashboard."""
     engine = request.app.state.engine
     today = dt.datetime.now(dt.UTC).date()
     first_day = today - dt.timedelta(days=days - 1)
-    since = dt.datetime.combine(first_day, dt.time(), dt.UTC)
+    since = _midnight(first_day)
     try:
-        per_day = decisions_per_day(engine, since)
+        per_day = decisions_per_day(engine, first_day, _settled(request))
         top = top_agreements(engine, since)
         pending = pending_requests(engine)
         head = audit_head(engine)
