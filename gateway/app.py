@@ -19,6 +19,7 @@ from starlette.routing import Router
 from starlette.types import Receive, Scope, Send
 
 from gateway.console import router as console_router
+from gateway import telemetry
 from gateway.errors import GatewayError, InvalidRequest, NotFound
 from gateway.ratelimit import with_retry_after
 from gateway.routes import ops, proxy
@@ -114,7 +115,9 @@ def create_app(settings: Settings | None = None, *, environ: Mapping[str, str] |
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
     app.add_middleware(AuditAdminChanges)
-    return ShuhiApp(app, Router(routes=proxy.routes()))
+    shuhi = ShuhiApp(app, Router(routes=proxy.routes()))
+    telemetry.instrument(shuhi, settings.otel_endpoint)  # nothing at all unless an OTLP endpoint is configured
+    return shuhi
 
 
 class ShuhiApp:

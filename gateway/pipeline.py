@@ -20,7 +20,7 @@ from typing import Any
 import anyio
 import orjson
 
-from gateway import metrics
+from gateway import metrics, telemetry
 from gateway.authenticate import KeyCache, KeyLookup, authenticate
 from gateway.decide import DecisionInput, UnscannablePart, evaluate
 from gateway.domain import ApiFormat, Decision, DecisionKind, Destination, Endpoint, Match, Principal, TextPart
@@ -141,7 +141,7 @@ def _files_destination(call: ProviderCall, ports: Ports) -> Destination:
 
 
 async def _scan(principal: Principal, parts: Sequence[TextPart], ports: Ports) -> list[Match]:
-    with metrics.SCAN_SECONDS.time():
+    with metrics.SCAN_SECONDS.time(), telemetry.span("shuhi.scan"):
         if sum(len(p.text) for p in parts) <= INLINE_SCAN_CHARS:
             return ports.scan_for(principal.id, parts)
         return await anyio.to_thread.run_sync(ports.scan_for, principal.id, parts)
@@ -300,7 +300,7 @@ async def run(call: ProviderCall, ports: Ports) -> Outcome:
             restore = _redact(payload, evaluation, policy)
         body = orjson.dumps(payload)
     stream = bool(payload and payload.get("stream") is True)
-    with metrics.UPSTREAM_SECONDS.labels(destination.id).time():
+    with metrics.UPSTREAM_SECONDS.labels(destination.id).time(), telemetry.span("shuhi.forward"):
         answer = await ports.forwarder.send(destination, call.method, call.path, body, call.headers, stream=stream)
     marked = evaluation.marked_agreements
     outcome = Outcome(decision, principal, destination, answer, payload=payload)

@@ -21,7 +21,7 @@ from typing import Any
 import anyio
 from sqlalchemy.exc import SQLAlchemyError
 
-from gateway import metrics
+from gateway import metrics, telemetry
 from gateway.authenticate import KeyCache
 from gateway.domain import Category, Principal
 from gateway.errors import GatewayError, ServiceUnavailable
@@ -224,7 +224,8 @@ class Services:
     async def _audit(self, fields: dict[str, Any]) -> None:
         started = time.perf_counter()
         try:
-            await self.audit_log.append(fields)
+            with telemetry.span("shuhi.audit"):
+                await self.audit_log.append(fields)
         except Exception:
             metrics.AUDIT_FAILURES.inc()
             raise
