@@ -7,7 +7,8 @@ fingerprint should cost at most 16 bytes.
 * Entries live in *segments*: a sorted ``uint64`` key array, a parallel
   ``uint32`` slot array (12 bytes per entry) and a directory of bucket starts
   indexed by the top bits of the key (one ``uint32`` per four entries). Keys
-  are uniformly distributed (they are PRF outputs), so a lookup is one
+  are uniformly distributed (PRF outputs, rotated so the channel tag sits in
+  the low bits: `_rotate`), so a lookup is one
   directory read plus a scan of a bucket of about four entries: constant
   time, and all queries of a prompt are handled by the same few numpy calls.
 * Adding an item appends a small segment; segments of similar size are merged
@@ -39,7 +40,7 @@ UInt64Array = npt.NDArray[np.uint64]
 UInt32Array = npt.NDArray[np.uint32]
 IntArray = npt.NDArray[np.int64]
 
-_BUCKET = 4  # target entries per directory bucket
+_BUCKET = 2  # target entries per directory bucket (a uint32 per two entries: 2 bytes per fingerprint)
 _MERGE_RATIO = 4
 
 
@@ -53,6 +54,24 @@ def from_bytes(blob: bytes) -> UInt64Array:
     if len(blob) % 8:
         raise ValueError("fingerprint blob length is not a multiple of 8")
     return np.frombuffer(blob, dtype="<u8").astype(np.uint64)
+
+
+_TAG_BITS = np.uint64(2)
+_ROTATE_BACK = np.uint64(62)
+
+
+def _rotate(values: UInt64Array) -> UInt64Array:
+    """Keys as the index holds them: rotated left by two bits.
+
+    Fingerprints carry their channel (text, code) in the top two bits, so most
+    of them sit in one quarter of the key space; rotated, their top bits are
+    uniform again and every directory bucket holds about `_BUCKET` entries.
+    """
+    return (values << _TAG_BITS) | (values >> _ROTATE_BACK)
+
+
+def _unrotate(values: UInt64Array) -> UInt64Array:
+    return (values >> _TAG_BITS) | (values << _ROTATE_BACK)
 
 
 def _member(values: UInt64Array, ordered: UInt64Array) -> npt.NDArray[np.bool_]:
@@ -146,7 +165,7 @@ class FingerprintIndex:
         self._grow(slot)
         if self._alive[slot] or self._counts[slot]:
             raise ValueError("slot already used")
-        keys = np.unique(np.asarray(values, dtype=np.uint64))
+        keys = np.unique(_rotate(np.asarray(values, dtype=np.uint64)))
         self._alive[slot] = True
         self._counts[slot] = keys.shape[0]
         if self._common.shape[0]:
@@ -202,7 +221,7 @@ class FingerprintIndex:
 
     def lookup(self, queries: UInt64Array) -> Hits:
         """All (query position, live slot) pairs, for every query at once."""
-        queries = np.asarray(queries, dtype=np.uint64)
+        queries = _rotate(np.asarray(queries, dtype=np.uint64))
         common = np.flatnonzero(_member(queries, self._common)) if self._common.shape[0] else np.empty(0, np.int64)
         owners: list[IntArray] = []
         slots: list[UInt32Array] = []
@@ -226,7 +245,7 @@ class FingerprintIndex:
         export right after registration to keep them.
         """
         parts = [seg.keys[seg.slots == slot] for seg in self._segments]
-        return np.unique(np.concatenate(parts)) if parts else np.empty(0, np.uint64)
+        return np.unique(_unrotate(np.concatenate(parts))) if parts else np.empty(0, np.uint64)
 
     def item_count(self, slot: int) -> int:
         """How many fingerprints `slot` holds (the denominator of item coverage)."""
