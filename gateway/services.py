@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from gateway import metrics, telemetry
 from gateway.authenticate import KeyCache
@@ -123,7 +123,11 @@ class Services:
         from gateway.routes.admin.destinations import DestinationIn
 
         for declared in settings.destinations:
-            destinations.upsert_destination(self.engine, DestinationIn.model_validate(declared.model_dump()).to_domain())
+            destination = DestinationIn.model_validate(declared.model_dump()).to_domain()
+            try:
+                destinations.upsert_destination(self.engine, destination)
+            except IntegrityError:  # another replica starting at the same moment inserted it: update it instead
+                destinations.upsert_destination(self.engine, destination)
         self._seq = changes.last_change(self.engine)  # read first: what changes during start-up is applied again
         self.router = Router(destinations.all_destinations(self.engine))
         self.facts = FactsHolder()
@@ -153,9 +157,6 @@ class Services:
             self._pii_analyzer()
 
     async def start(self) -> None:
-        # A thread that waits for the GIL (the audit log's disk sync, store look-ups) gets it within
-        # 0.5 ms instead of Python's 5 ms while the event loop is busy: audited requests wait on it.
-        sys.setswitchinterval(0.0005)
         await anyio.to_thread.run_sync(self.open)
         await self.audit_log.start()
         if self.bus is not None:
