@@ -25,7 +25,7 @@ import datetime as dt
 import hashlib
 import hmac
 import math
-import secrets
+import random
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -71,8 +71,12 @@ class AuditUnavailable(ServiceUnavailable):
 
 
 def new_record_id(kind: str) -> str:
-    """`dec_…`, `out_…` or `adm_…`; time-ordered like decision ids."""
-    return f"{KINDS[kind]}_{time.time_ns() // 1_000_000:012x}{secrets.token_hex(8)}"
+    """`dec_…`, `out_…` or `adm_…`; time-ordered like decision ids.
+
+    The tail needs to be unique, not secret (ids are shown in the log): `random` reseeds itself in a
+    forked worker and costs a twentieth of `secrets` (a system call) on the request path.
+    """
+    return f"{KINDS[kind]}_{time.time_ns() // 1_000_000:012x}{random.getrandbits(64):016x}"
 
 
 def body_hash(secret: bytes, body: bytes) -> str:
@@ -88,6 +92,19 @@ def format_at(value: dt.datetime) -> str:
     elif value.tzinfo is not dt.UTC:
         value = value.astimezone(dt.UTC)
     return value.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+_second: list[Any] = [None, ""]  # the last whole second formatted by `now_at`, and its text
+
+
+def now_at() -> str:
+    """`format_at(now)`, a tenth of its cost: the text of the current second is made once per second."""
+    micros = time.time_ns() // 1000
+    second, fraction = divmod(micros, 1_000_000)
+    if second != _second[0]:
+        _second[1] = dt.datetime.fromtimestamp(second, dt.UTC).replace(tzinfo=None).isoformat(timespec="seconds")
+        _second[0] = second
+    return f"{_second[1]}.{fraction:06d}Z"
 
 
 def parse_at(value: str) -> dt.datetime:
@@ -163,6 +180,10 @@ def prepare(fields: Mapping[str, Any], now: dt.datetime | None = None) -> Record
                 record[name] = _scalar(name, kind, value)
         elif value is None or kind == "skip":
             continue
+        elif kind == "int" and type(value) is int and -2**63 < value < 2**63:
+            record[name] = value
+        elif kind == "float" and type(value) is float and math.isfinite(value):
+            record[name] = round(value, 3)
         elif kind == "ids":
             record[name] = _ids(name, value)
         elif kind == "matches":
@@ -185,7 +206,10 @@ def prepare(fields: Mapping[str, Any], now: dt.datetime | None = None) -> Record
     at = fields.get("at")
     if isinstance(at, str):
         at = parse_at(at)
-    record["at"] = format_at(at if isinstance(at, dt.datetime) else (now or dt.datetime.now(dt.UTC)))
+    if isinstance(at, dt.datetime) or now is not None:
+        record["at"] = format_at(at if isinstance(at, dt.datetime) else now)  # type: ignore[arg-type]
+    else:
+        record["at"] = now_at()
     if "id" not in record:
         record["id"] = new_record_id(kind)
     return {k: v for k, v in record.items() if v is not None} if None in record.values() else record

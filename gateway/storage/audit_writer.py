@@ -520,7 +520,7 @@ class AuditLog:
     their store class (`_SqliteStore`, `_PostgresStore`); `start()`/`aclose()` belong in the lifespan.
     """
 
-    def __init__(self, engine: Engine, *, max_batch: int = 512, timeout: float = 10.0, linger: float = 0.001,
+    def __init__(self, engine: Engine, *, max_batch: int = 512, timeout: float = 10.0, linger: float = 0.002,
                  lazy: float = 0.02, durable: bool = True) -> None:
         self.engine, self.max_batch, self.timeout, self.linger, self.lazy = engine, max_batch, timeout, linger, lazy
         self.durable = durable  # SQLite: records acknowledged once on disk, not only handed to the OS
