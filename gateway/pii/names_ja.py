@@ -46,6 +46,7 @@ class JapaneseNames:
         self._local = threading.local()
         self._ginza = ginza
         self._ginza_lock = threading.Lock()
+        self._pos_cache: dict[int, tuple[str, ...]] = {}
 
     def _tokenizer(self) -> Any:
         tokenizer = getattr(self._local, "tokenizer", None)
@@ -67,14 +68,18 @@ class JapaneseNames:
         return found
 
     def _by_dictionary(self, text: str) -> list[NameSpan]:
-        morphemes = [(m.begin(), m.end(), m.surface(), m.part_of_speech()) for m in self._tokenizer().tokenize(text)]
+        listed = self._tokenizer().tokenize(text)
+        ids = [m.part_of_speech_id() for m in listed]  # an int per morpheme: cheap; the rest only near names
+        people = [i for i, pid in enumerate(ids) if self._pos(pid)[2] == "人名"]
+        if not people:
+            return []
+        morphemes = _Morphemes(listed, ids, self._pos)
         found: list[NameSpan] = []
-        index = 0
-        while index < len(morphemes):
-            start, end, _, pos = morphemes[index]
-            if pos[2] != "人名":
-                index += 1
+        floor = 0
+        for index in people:
+            if index < floor:
                 continue
+            start, end, _, pos = morphemes[index]
             after = index + 1
             if after < len(morphemes) and morphemes[after][3][0] == "空白" and len(morphemes[after][2]) == 1:
                 after += 1
@@ -82,12 +87,12 @@ class JapaneseNames:
             following = morphemes[after] if after < len(morphemes) else None
             then = morphemes[after + 1] if after + 1 < len(morphemes) else None
             if pos[3] == "姓" and following is not None and then is not None and then[2] in PLACE_SUFFIXES:
-                index = after + 1  # 西小来川, 中村町: a place named after a family, not a person
+                floor = after + 1  # 西小来川, 中村町: a place named after a family, not a person
                 continue
             if pos[3] == "姓" and following is not None and following[3][2:4] == ("人名", "名"):
                 honored = then is not None and then[2] in HONORIFICS
                 found.append(NameSpan(start, following[1], 0.95 if honored else 0.85))
-                index = after + 1
+                floor = after + 1
                 continue
             if pos[3] == "姓" and following is not None and _GIVEN.fullmatch(following[2]) \
                     and following[3][0] == "名詞" and (then is None or then[2] in HONORIFICS or (
@@ -95,17 +100,21 @@ class JapaneseNames:
                 # a given name the dictionary does not know: 山田 舞です, 山田零様
                 honored = then is not None and then[2] in HONORIFICS
                 found.append(NameSpan(start, following[1], 0.8 if honored or spaced else 0.7))
-                index = after + 1
+                floor = after + 1
                 continue
             before = morphemes[index - 2] if index >= 2 and morphemes[index - 1][3][0] == "空白" else None
             if pos[3] == "名" and before is not None and before[3][0] == "名詞" and _SURNAME.fullmatch(before[2]) \
                     and not (found and found[-1].end > before[0]):
                 found.append(NameSpan(before[0], end, 0.75))  # 林 明美: a surname the dictionary reads as a word
-                index += 1
                 continue
-            if morphemes[index + 1:index + 2] and morphemes[index + 1][2] in HONORIFICS:
+            if index + 1 < len(morphemes) and morphemes[index + 1][2] in HONORIFICS:
                 found.append(NameSpan(start, end, 0.75))
-            index += 1
+        return found
+
+    def _pos(self, pid: int) -> tuple[str, ...]:
+        found = self._pos_cache.get(pid)
+        if found is None:
+            found = self._pos_cache[pid] = tuple(self._dictionary.pos_of(pid))
         return found
 
     def _by_ner(self, text: str, sentences: list[tuple[int, int]]) -> list[NameSpan]:
@@ -113,6 +122,24 @@ class JapaneseNames:
             docs = list(self._ginza.pipe(text[s:e] for s, e in sentences))
         return [NameSpan(s + ent.start_char, s + ent.end_char, 0.85)
                 for (s, _), doc in zip(sentences, docs, strict=True) for ent in doc.ents if ent.label_ == "Person"]
+
+
+class _Morphemes:
+    """Sudachi's morphemes read lazily: (begin, end, surface, part of speech), built only when asked for."""
+
+    def __init__(self, listed: Any, ids: list[int], pos: Any) -> None:
+        self._listed, self._ids, self._pos = listed, ids, pos
+        self._memo: dict[int, tuple[int, int, str, tuple[str, ...]]] = {}
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __getitem__(self, index: int) -> tuple[int, int, str, tuple[str, ...]]:
+        found = self._memo.get(index)
+        if found is None:
+            m = self._listed[index]
+            found = self._memo[index] = (m.begin(), m.end(), m.surface(), self._pos(self._ids[index]))
+        return found
 
 
 def _chunks(text: str) -> list[tuple[int, str]]:
