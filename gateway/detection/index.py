@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["FingerprintIndex", "Hits", "from_bytes", "to_bytes"]
+__all__ = ["FingerprintIndex", "Hits", "from_bytes", "sorted_unique", "to_bytes"]
 
 UInt64Array = npt.NDArray[np.uint64]
 UInt32Array = npt.NDArray[np.uint32]
@@ -44,9 +44,20 @@ _BUCKET = 2  # target entries per directory bucket (a uint32 per two entries: 2 
 _MERGE_RATIO = 4
 
 
+def sorted_unique(values: UInt64Array) -> UInt64Array:
+    """`np.unique` by sorting: numpy's hash-based unique is several times slower on a registration's values."""
+    ordered = np.sort(np.asarray(values, dtype=np.uint64))
+    if ordered.shape[0] < 2:
+        return ordered
+    keep = np.empty(ordered.shape[0], bool)
+    keep[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=keep[1:])
+    return ordered[keep]
+
+
 def to_bytes(values: UInt64Array) -> bytes:
     """An item's fingerprints as bytes for the storage layer: sorted, unique, little-endian uint64."""
-    return np.unique(np.asarray(values, dtype=np.uint64)).astype("<u8").tobytes()
+    return sorted_unique(values).astype("<u8").tobytes()
 
 
 def from_bytes(blob: bytes) -> UInt64Array:
@@ -97,10 +108,13 @@ class Hits:
 class _Segment:
     __slots__ = ("keys", "slots", "directory", "shift")
 
-    def __init__(self, keys: UInt64Array, slots: UInt32Array) -> None:
-        order = np.argsort(keys, kind="stable")
-        self.keys = keys[order]
-        self.slots = slots[order]
+    def __init__(self, keys: UInt64Array, slots: UInt32Array, ordered: bool = False) -> None:
+        if ordered:  # keys already sorted (a new item's unique keys, a merge's result): skip the argsort
+            self.keys, self.slots = keys, slots
+        else:
+            order = np.argsort(keys, kind="stable")
+            self.keys = keys[order]
+            self.slots = slots[order]
         bits = max(0, int(np.floor(np.log2(max(1, keys.shape[0] // _BUCKET)))))
         self.shift = np.uint64(64 - bits)
         prefixes = (self.keys >> self.shift).astype(np.int64) if bits else np.zeros(keys.shape[0], np.int64)
@@ -165,13 +179,13 @@ class FingerprintIndex:
         self._grow(slot)
         if self._alive[slot] or self._counts[slot]:
             raise ValueError("slot already used")
-        keys = np.unique(_rotate(np.asarray(values, dtype=np.uint64)))
+        keys = sorted_unique(_rotate(np.asarray(values, dtype=np.uint64)))
         self._alive[slot] = True
         self._counts[slot] = keys.shape[0]
         if self._common.shape[0]:
             keys = keys[~np.isin(keys, self._common)]
         if keys.shape[0]:
-            self._segments.append(_Segment(keys, np.full(keys.shape[0], slot, np.uint32)))
+            self._segments.append(_Segment(keys, np.full(keys.shape[0], slot, np.uint32), ordered=True))
             self._cascade()
         return int(keys.shape[0])
 
@@ -202,7 +216,7 @@ class FingerprintIndex:
                 self._common = np.union1d(self._common, common)
                 keep = ~np.isin(keys, common)
                 keys, slots = keys[keep], slots[keep]
-        return _Segment(keys, slots)
+        return _Segment(keys, slots, ordered=True)
 
     def remove(self, slot: int) -> None:
         """Forget an item: its entries stop matching at once and are dropped at the next compaction."""
@@ -245,7 +259,7 @@ class FingerprintIndex:
         export right after registration to keep them.
         """
         parts = [seg.keys[seg.slots == slot] for seg in self._segments]
-        return np.unique(_unrotate(np.concatenate(parts))) if parts else np.empty(0, np.uint64)
+        return sorted_unique(_unrotate(np.concatenate(parts))) if parts else np.empty(0, np.uint64)
 
     def item_count(self, slot: int) -> int:
         """How many fingerprints `slot` holds (the denominator of item coverage)."""

@@ -41,7 +41,7 @@ from gateway.detection.fingerprint import (
     code_points,
     strip_comments,
 )
-from gateway.detection.index import FingerprintIndex, from_bytes, to_bytes
+from gateway.detection.index import FingerprintIndex, from_bytes, sorted_unique, to_bytes
 from gateway.detection.terms import PhraseMatcher
 from gateway.domain import Category, Match, TextPart
 from gateway.normalize import Normalized, length_table, normalize
@@ -284,14 +284,14 @@ class Registry:
         if source_code:
             code_prints = self.fingerprinter.code(strip_comments(text, language, filename))
             values.append(code_prints.values)
-            code_count = int(np.unique(code_prints.values).shape[0])
+            code_count = int(sorted_unique(code_prints.values).shape[0])
         self._store(item_id, agreement_id, category, np.concatenate(values))
         return ItemStats(item_id=item_id, fingerprints=self.index.item_count(self._slots[item_id]), chars=len(text),
                          sha256=hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest(),
                          code_fingerprints=code_count)
 
     def _store(self, item_id: str, agreement_id: str, category: Category | str, values: UInt64Array) -> None:
-        values = np.unique(values)
+        values = sorted_unique(values)
         channels = values >> np.uint64(62)
         counts = (int(np.count_nonzero(channels == CHANNEL_TEXT)), int(np.count_nonzero(channels == CHANNEL_CODE)))
         slot = len(self._items)
