@@ -11,10 +11,16 @@ location and a span: the value itself is never kept.
 from __future__ import annotations
 
 import functools
+import hashlib
+import os
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 
-from presidio_analyzer import AnalyzerEngine, RecognizerRegistry, RecognizerResult
+from presidio_analyzer import AnalyzerEngine, EntityRecognizer, RecognizerRegistry, RecognizerResult
+from presidio_analyzer.context_aware_enhancers import ContextAwareEnhancer
+from presidio_analyzer.nlp_engine import NlpArtifacts
 
 from gateway.domain import Match, TextPart
 from gateway.pii import recognizers_en, recognizers_ja
@@ -25,6 +31,9 @@ from gateway.pii.nlp import GatewayNlpEngine, person_recognizers
 from gateway.pii.widths import fold
 
 LANGUAGES = ("ja", "en")
+CACHE_SIZE = 4096
+# Every pattern entity needs one of these: three digits in a row, an @, or a prefecture's last character.
+_TRIGGER = re.compile(r"\d{3}|@|[都道府県]")
 _NAME_WORD = re.compile(r"(?:[A-Z]\.?|[A-Z][a-z]+\.?|[A-Z][a-z]+(?:[-'][A-Z]?[a-z]+)+|(?:Mc|Mac|O')[A-Z][a-z]+),?")
 _NAME_EDGES = " \t\n\u3000「」『』【】（）()[]\"'“”‘’、。,;:・"
 _NAME_SUFFIXES = frozenset({"MD", "PhD", "DDS", "DVM", "II", "III", "IV", "Jr", "Sr", "Esq", "CPA", "RN"})
@@ -34,6 +43,7 @@ class PiiAnalyzer:
     """Presidio's engine with the Japanese and international recognizers and the gateway's NLP engine."""
 
     def __init__(self, english_ner: bool = True, japanese_ner: bool = False) -> None:
+        self._salt = os.urandom(16)  # cache keys are keyed digests: no text, and not guessable from outside
         self.nlp = GatewayNlpEngine(english_ner=english_ner, japanese_ner=japanese_ner)
         self.nlp.load()
         registry = RecognizerRegistry(supported_languages=list(LANGUAGES))
@@ -41,8 +51,11 @@ class PiiAnalyzer:
             for recognizer in [*recognizers_ja.recognizers(language), *recognizers_en.recognizers(language),
                                *person_recognizers([language])]:
                 registry.add_recognizer(recognizer)
-        self.engine = AnalyzerEngine(registry=registry, nlp_engine=self.nlp, supported_languages=list(LANGUAGES))
+        self.engine = AnalyzerEngine(registry=registry, nlp_engine=self.nlp, supported_languages=list(LANGUAGES),
+                                     context_aware_enhancer=_OwnContext())
         self._empty = {language: self.nlp.artifacts("", language, persons=False) for language in LANGUAGES}
+        self._cache: OrderedDict[tuple[object, ...], tuple[tuple[str, int, int, float], ...]] = OrderedDict()
+        self._cache_lock = threading.Lock()
 
     def analyze(self, parts: Sequence[TextPart], lookup: Lookup) -> list[Match]:
         """Every PII finding in `parts` that reaches its entity's minimum score and is not a listed word."""
@@ -54,13 +67,31 @@ class PiiAnalyzer:
         return found
 
     def analyze_text(self, text: str, lookup: Lookup) -> list[RecognizerResult]:
-        """The findings in one text, overlaps resolved (the stronger, then the longer, wins)."""
+        """The findings in one text, overlaps resolved (the stronger, then the longer, wins).
+
+        Results are remembered by a keyed digest of the text (never the text) for the last
+        `CACHE_SIZE` texts: chat clients send the same system prompt and history on every turn."""
         if not text or not lookup.entities:
             return []
+        key = (hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16, key=self._salt).digest(),
+               lookup.entities, tuple(sorted(lookup.min_scores.items())), lookup.deny_list, lookup.japanese_ner)
+        with self._cache_lock:
+            cached = self._cache.get(key)
+            if cached is not None:
+                self._cache.move_to_end(key)
+        if cached is None:
+            cached = tuple((r.entity_type, r.start, r.end, r.score) for r in self._analyze(text, lookup))
+            with self._cache_lock:
+                self._cache[key] = cached
+                if len(self._cache) > CACHE_SIZE:
+                    self._cache.popitem(last=False)
+        return [RecognizerResult(entity, start, end, score) for entity, start, end, score in cached]
+
+    def _analyze(self, text: str, lookup: Lookup) -> list[RecognizerResult]:
         results: list[RecognizerResult] = []
         folded = fold(text)
         patterns = sorted(lookup.entities & PATTERN_ENTITIES)
-        if patterns:
+        if patterns and _TRIGGER.search(folded):
             results += self.engine.analyze(folded, language="en", entities=patterns,
                                            nlp_artifacts=self._empty["en"])
         if lookup.entities & NER_ENTITIES:
@@ -76,6 +107,20 @@ class PiiAnalyzer:
                 and _trimmed(text, r) and text[r.start:r.end].casefold() not in lookup.deny_list
                 and not (r.entity_type == PERSON and _not_a_name(text[r.start:r.end], lookup.deny_list))]
         return _resolve(kept)
+
+
+class _OwnContext(ContextAwareEnhancer):
+    """No second context pass: the gateway's recognizers read their own context words (patterns.py), and
+    Presidio's lemma-based pass finds no lemmas in Japanese text written without spaces."""
+
+    def __init__(self) -> None:
+        super().__init__(context_similarity_factor=0.0, min_score_with_context_similarity=0.0,
+                         context_prefix_count=0, context_suffix_count=0)
+
+    def enhance_using_context(self, text: str, raw_results: list[RecognizerResult], nlp_artifacts: NlpArtifacts,
+                              recognizers: list[EntityRecognizer], context: list[str] | None = None
+                              ) -> list[RecognizerResult]:
+        return raw_results
 
 
 def _not_a_name(value: str, deny_list: frozenset[str]) -> bool:
