@@ -45,6 +45,7 @@ class Shots:
     def __call__(self, page: Any, name: str) -> Path:
         self.count += 1
         path = self.folder / f"{self.count:02d}-{name}.png"
+        page.evaluate("() => window.scrollTo(0, 0)")  # the sidebar is sticky: capture from the top
         page.screenshot(path=str(path), full_page=True)
         return path
 

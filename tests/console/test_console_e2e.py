@@ -109,6 +109,9 @@ def test_register_consent_audit_export_verify_destroy(gateway: Gateway, browser:
         ])
         upload.locator("button[type=submit]").click()
         expect(page.locator("tr[data-item]")).to_have_count(3)
+        expect(page.locator("ul.uploads li[data-file] .upload-state.ok")).to_have_count(2)  # each file's progress, done
+        assert all(v == "1" for v in page.locator("ul.uploads li[data-file] progress").evaluate_all(
+            "bars => bars.map(b => String(b.value))"))
         form = page.locator('[data-form="register-text"]')
         form.locator("[name=title]").fill("口頭説明メモ")
         form.locator("[name=category]").select_option("oral")

@@ -153,6 +153,8 @@ const WORDS = {
   aud_verify: ["改ざん検証", "Verify chain"],
   aud_verify_ok: ["改ざんなし：{n} 件の記録のハッシュチェーンを確認しました", "Intact: the hash chain of {n} records checks out"],
   aud_verify_bad: ["改ざんの疑い：記録 #{seq}（{reason}）", "Tampering suspected at record #{seq} ({reason})"],
+  verify_edited: ["内容の改変", "edited"], verify_removed: ["記録の削除", "removed"], verify_reordered: ["順序の入れ替え", "reordered"],
+  verify_inserted: ["記録の挿入", "inserted"], verify_truncated: ["末尾の切り捨て", "truncated"],
   aud_head: ["先頭ハッシュ", "Head hash"], aud_when: ["日時", "Time"], aud_seq: ["番号", "Seq"],
   aud_articles: ["条項", "Articles"], aud_matches: ["一致箇所", "Matches"], aud_location: ["位置", "Location"],
   aud_span: ["範囲", "Span"], aud_item: ["資料", "Item"], aud_detail: ["記録の詳細", "Record details"],

@@ -1,7 +1,7 @@
 // The audit log: filters, decision details (articles and matches as spans, never text), export,
 // and verification of the hash chain with a plain green or red answer.
 import * as api from "../api.js";
-import { t } from "../i18n.js";
+import { has, language, t } from "../i18n.js";
 import {
   button, clear, decisionBadge, dialog, field, h, input, pageHeader, section, select, table, time, toast,
 } from "../ui.js";
@@ -95,7 +95,8 @@ export async function render(view, ctx) {
       const r = await api.get("/admin/v1/audit/verify");
       clear(verdict).append(r.ok
         ? h("div", { class: "alert alert-ok", "data-verify": "ok" }, h("strong", {}, "✔ ", t("aud_verify_ok", { n: r.records.toLocaleString() })), h("div", { class: "hash" }, `${t("aud_head")}: ${r.head}`))
-        : h("div", { class: "alert alert-bad", "data-verify": "bad" }, h("strong", {}, "✘ ", t("aud_verify_bad", { seq: r.first_bad.seq, reason: r.first_bad.reason })), h("div", {}, r.first_bad.detail || "")));
+        : h("div", { class: "alert alert-bad", "data-verify": "bad" }, h("strong", {}, "✘ ", t("aud_verify_bad", { seq: r.first_bad.seq, reason: has(`verify_${r.first_bad.reason}`) ? t(`verify_${r.first_bad.reason}`) : r.first_bad.reason })),
+          language() === "en" && r.first_bad.detail ? h("div", {}, r.first_bad.detail) : null));
     } catch (error) { clear(verdict).append(h("div", { class: "alert alert-bad" }, error.message)); }
   }
 

@@ -44,16 +44,17 @@ export async function render(view, ctx) {
   if (!chosen) { view.append(section(null, h("p", { class: "empty" }, t("agr_none")))); return; }
   const agreement = agreements.find((a) => a.id === chosen) || await api.get(`/admin/v1/agreements/${encodeURIComponent(chosen)}`);
   const base = `/admin/v1/agreements/${encodeURIComponent(chosen)}`;
-  const body = h("div", {});
-  view.append(body);
+  const writable = ctx.can("material") && !agreement.destroyed_at;
+  if (agreement.destroyed_at) view.append(h("div", { class: "alert alert-warn" }, t("mat_destroyed")));
+  // Tables are redrawn after each change; the forms stay, so upload progress stays in view.
+  const itemsBox = h("div", {});
+  const exclusionsBox = h("div", {});
+  const recordSetsBox = h("div", {});
   const reload = async () => {
     const [items, exclusions, recordSets] = await Promise.all([
       api.all(`${base}/items`), api.get(`${base}/exclusions`), api.get(`${base}/record-sets`)]);
-    clear(body);
-    const writable = ctx.can("material") && !agreement.destroyed_at;
-    if (agreement.destroyed_at) body.append(h("div", { class: "alert alert-warn" }, t("mat_destroyed")));
     const provisional = items.filter((i) => noticeDaysLeft(i) !== null);
-    body.append(section(`${t("mat_items")} (${items.length})`, table([
+    clear(itemsBox).append(section(`${t("mat_items")} (${items.length})`, table([
       { label: t("title"), cell: (i) => h("span", {}, i.title, i.filename && i.filename !== i.title ? h("small", { class: "muted block" }, i.filename) : null) },
       { label: t("mat_category"), cell: (i) => t(`cat_${i.category}`) },
       { label: t("mat_source"), cell: (i) => t(`source_${i.source}`) },
@@ -66,20 +67,23 @@ export async function render(view, ctx) {
       }, { class: "btn btn-small btn-ghost" }) : "" },
     ], items, { rowAttrs: (i) => ({ "data-item": i.id, class: noticeDaysLeft(i) !== null ? "row-provisional" : "" }) }),
     provisional.length ? h("p", { class: "muted" }, `${t("mat_provisional")}: ${provisional.length}`) : null));
-    if (writable) body.append(h("div", { class: "grid-2" }, textForm(base, reload), uploadForm(base, reload)));
-    body.append(h("div", { class: "grid-2" },
-      section(t("mat_exclusions"), table([
-        { label: t("mat_reason"), cell: (e) => t(`reason_${e.reason}`) },
-        { label: t("mat_fingerprints"), class: "num", cell: (e) => number(e.fingerprints ?? e.fingerprint_count) },
-        { label: t("created_at"), cell: (e) => date(e.created_at) },
-      ], exclusions.data), writable ? exclusionForm(base, reload) : null),
-      section(t("mat_record_sets"), table([
-        { label: t("mat_files"), cell: (r) => r.filename || r.id },
-        { label: t("mat_columns"), cell: (r) => r.columns.join(", ") },
-        { label: t("mat_rows"), class: "num", cell: (r) => number(r.rows) },
-        { label: t("mat_min_cells"), class: "num", cell: (r) => r.min_cells },
-      ], recordSets.data), writable ? recordSetForm(base, reload) : null)));
+    clear(exclusionsBox).append(table([
+      { label: t("mat_reason"), cell: (e) => t(`reason_${e.reason}`) },
+      { label: t("mat_fingerprints"), class: "num", cell: (e) => number(e.fingerprints) },
+      { label: t("created_at"), cell: (e) => date(e.created_at) },
+    ], exclusions.data));
+    clear(recordSetsBox).append(table([
+      { label: t("mat_files"), cell: (r) => r.filename || r.id },
+      { label: t("mat_columns"), cell: (r) => r.columns.join(", ") },
+      { label: t("mat_rows"), class: "num", cell: (r) => number(r.rows) },
+      { label: t("mat_min_cells"), class: "num", cell: (r) => r.min_cells },
+    ], recordSets.data));
   };
+  view.append(itemsBox);
+  if (writable) view.append(h("div", { class: "grid-2" }, textForm(base, reload), uploadForm(base, reload)));
+  view.append(h("div", { class: "grid-2" },
+    section(t("mat_exclusions"), exclusionsBox, writable ? exclusionForm(base, reload) : null),
+    section(t("mat_record_sets"), recordSetsBox, writable ? recordSetForm(base, reload) : null)));
   await reload();
 }
 
