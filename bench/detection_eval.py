@@ -13,14 +13,13 @@ original stay together); the registered half goes into `Registry(secret)` as the
 Printed (Markdown) and written to bench/results/detection_eval.json:
 
 * recall per language and evasion on excerpts of 40-1000 characters whose verbatim form the
-  guarantee covers (>= T normalized characters; >= 19 canonical tokens for the code-only variants),
+  guarantee covers (>= T normalized characters; >= 31 canonical tokens for the code-only variants),
   with the shorter excerpts apart;
 * false positives: prompts of 40-2000 characters from the unregistered half; a prompt sharing a run
   of >= T characters with a registered document is a copy, not a false positive; the rate is the
   share of the other (unrelated) prompts with a match the shipped policy (policies/default.yaml)
-  counts, and raw (any match); for the shipped registry and, on a smaller sample (scans against a
-  background are slow, see below), for one with a background corpus (`add_background`, 20% of the
-  documents, 40% registered);
+  counts, and raw (any match); for the shipped registry and, on a smaller sample, for one with a
+  background corpus (`add_background`, 20% of the documents, 40% registered);
 * the trade-off a policy could make: false positives and verbatim recall against a minimum span
   (`thresholds.fingerprint.min_chars`);
 * translation (a section's other-language version registered) and a scripted paraphrase
@@ -42,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 from tests.detection import corpus as C
 
 RESULTS = ROOT / "bench" / "results" / "detection_eval.json"
-SPAN_THRESHOLDS = (20, 30, 40, 60, 80, 120)
+SPAN_THRESHOLDS = (18, 30, 40, 60, 80, 120)
 
 
 def pct(value: float | None) -> str:
@@ -103,14 +102,13 @@ def main() -> None:
         registry_b = C.build_registry(reg_b, back_b)
         truth_b = C.Registered(reg_b)
         rng_b = random.Random(args.seed + 1)
-        # Fewer scans here: the registry tests each hit against the whole background with np.isin,
-        # which sorts the background on every scan (0.2-0.5 s per scan with this corpus).
+        # A smaller sample than the shipped configuration: enough for a rate of a few in a thousand.
         prompts_b = [p for lang in C.LANGS
-                     for p in C.excerpts([d for d in unreg_b if d.lang == lang], min(args.prompts, 300), rng_b,
+                     for p in C.excerpts([d for d in unreg_b if d.lang == lang], min(args.prompts, 1000), rng_b,
                                          C.MIN_PROMPT, C.MAX_PROMPT)]
         background = C.evaluate_false_positives(registry_b, prompts_b, policy, truth_b)
         pieces_b = [p for lang in C.LANGS
-                    for p in C.excerpts([d for d in reg_b if d.lang == lang], min(args.excerpts, 60), rng_b)]
+                    for p in C.excerpts([d for d in reg_b if d.lang == lang], min(args.excerpts, 200), rng_b)]
         background_recall = C.evaluate_recall(registry_b, pieces_b, [C.VARIANT_BY_NAME["verbatim"]], args.seed, truth_b)
         t = lap("background", t)
     translation = C.evaluate_translation(C.translation_pairs(documents), args.translation, args.seed)
@@ -132,7 +130,7 @@ def main() -> None:
                    f"{row['unregistered_docs']} | {row['unregistered_chars']:,} |")
     out.append("")
     out.append("### Recall (excerpts of 40–1000 characters from registered documents)\n")
-    out.append("Eligible: the verbatim excerpt is ≥ T (code-only variants: ≥ 19 canonical tokens without comments). "
+    out.append("Eligible: the verbatim excerpt is ≥ T (code-only variants: ≥ 31 canonical tokens without comments). "
                "`below T` is every excerpt shorter than that, all languages together. Bars: verbatim 100%, "
                "each evasion ≥ 99%; * = not part of the bar.\n")
     out.append("| variant | ja | en | code | all | below T |")

@@ -125,14 +125,6 @@ def _category(category: Category | str) -> str:
     return category.value if isinstance(category, Category) else str(category)
 
 
-def _count_distinct(values: UInt64Array) -> int:
-    """Distinct values (sorting beats numpy's hash-based unique on a prompt's few thousand values)."""
-    if values.shape[0] == 0:
-        return 0
-    ordered = np.sort(values)
-    return int(np.count_nonzero(ordered[1:] != ordered[:-1])) + 1
-
-
 def _items_sharing(values: UInt64Array, slots: npt.NDArray[np.uint32]) -> npt.NDArray[np.int64]:
     """For each hit (value, slot), how many distinct items hold its value.
 
@@ -408,15 +400,19 @@ class Registry:
         request_total = 0
         if chunks and len(self.index):
             values = np.concatenate([p.values for _, _, p in chunks])
-            request_total = _count_distinct(values)
-            matches, item_hits = self._fingerprint_matches(states, chunks, values)
+            distinct = sorted_unique(values)
+            request_total = int(distinct.shape[0])
+            code_values = int(np.count_nonzero((distinct >> np.uint64(62)) == CHANNEL_CODE))
+            request_values = {CHANNEL_TEXT: request_total - code_values, CHANNEL_CODE: code_values}
+            matches, item_hits = self._fingerprint_matches(states, chunks, values, request_values)
         if self.phrases:
             matches.extend(self._phrase_matches(states))
         matches.sort(key=lambda m: (m.location, m.start, m.kind, m.item_id or ""))
         return ScanResult(tuple(matches), request_total, item_hits)
 
     def _fingerprint_matches(self, states: list[_Part], chunks: list[tuple[int, int, Fingerprints]],
-                             values: UInt64Array) -> tuple[list[Match], dict[str, UInt64Array]]:
+                             values: UInt64Array, request_values: dict[int, int]
+                             ) -> tuple[list[Match], dict[str, UInt64Array]]:
         hits = self.index.lookup(values)
         if hits.queries.shape[0] == 0:
             return [], {}
@@ -445,7 +441,6 @@ class Registry:
         if not useful.any():
             return [], {}
         wanted = set(hits.slots[useful].tolist())
-        request_values = {ch: _count_distinct(values[channel_of == ch]) for ch in (CHANNEL_TEXT, CHANNEL_CODE)}
         groups: dict[int, list[int]] = {}
         for i, (slot, ok) in enumerate(zip(hits.slots.tolist(), keep.tolist())):
             if ok and slot in wanted:
