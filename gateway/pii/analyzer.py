@@ -32,8 +32,13 @@ from gateway.pii.widths import fold
 
 LANGUAGES = ("ja", "en")
 CACHE_SIZE = 4096
-# Every pattern entity needs one of these: three digits in a row, an @, or a prefecture's last character.
-_TRIGGER = re.compile(r"\d{3}|@|[都道府県]")
+# What each pattern entity cannot do without: its recognizer runs only on text that has it.
+_DIGITS = re.compile(r"\d{3}")
+_TRIGGERS = {
+    "EMAIL_ADDRESS": re.compile("@"), "JP_ADDRESS": re.compile("[都道府県]"), "IBAN_CODE": re.compile(r"[A-Z]{2}\d\d"),
+    "CREDIT_CARD": re.compile(r"\d{4}"), "JP_POSTAL_CODE": _DIGITS, "PHONE_NUMBER": _DIGITS, "JP_MY_NUMBER": _DIGITS,
+    "JP_CORPORATE_NUMBER": _DIGITS, "JP_BANK_ACCOUNT": _DIGITS,
+}
 _NAME_WORD = re.compile(r"(?:[A-Z]\.?|[A-Z][a-z]+\.?|[A-Z][a-z]+(?:[-'][A-Z]?[a-z]+)+|(?:Mc|Mac|O')[A-Z][a-z]+),?")
 _NAME_EDGES = " \t\n\u3000「」『』【】（）()[]\"'“”‘’、。,;:・"
 _NAME_SUFFIXES = frozenset({"MD", "PhD", "DDS", "DVM", "II", "III", "IV", "Jr", "Sr", "Esq", "CPA", "RN"})
@@ -47,9 +52,11 @@ class PiiAnalyzer:
         self.nlp = GatewayNlpEngine(english_ner=english_ner, japanese_ner=japanese_ner)
         self.nlp.load()
         registry = RecognizerRegistry(supported_languages=list(LANGUAGES))
+        self._persons: dict[str, EntityRecognizer] = {}
         for language in LANGUAGES:
-            for recognizer in [*recognizers_ja.recognizers(language), *recognizers_en.recognizers(language),
-                               *person_recognizers([language])]:
+            persons = person_recognizers([language])
+            self._persons[language] = persons[0]
+            for recognizer in [*recognizers_ja.recognizers(language), *recognizers_en.recognizers(language), *persons]:
                 registry.add_recognizer(recognizer)
         self.engine = AnalyzerEngine(registry=registry, nlp_engine=self.nlp, supported_languages=list(LANGUAGES),
                                      context_aware_enhancer=_OwnContext())
@@ -90,16 +97,16 @@ class PiiAnalyzer:
     def _analyze(self, text: str, lookup: Lookup) -> list[RecognizerResult]:
         results: list[RecognizerResult] = []
         folded = fold(text)
-        patterns = sorted(lookup.entities & PATTERN_ENTITIES)
-        if patterns and _TRIGGER.search(folded):
+        patterns = sorted(e for e in lookup.entities & PATTERN_ENTITIES if _TRIGGERS[e].search(folded))
+        if patterns:
             results += self.engine.analyze(folded, language="en", entities=patterns,
                                            nlp_artifacts=self._empty["en"])
         if lookup.entities & NER_ENTITIES:
             for run in runs(text):
                 piece = text[run.start:run.end]
                 artifacts = self.nlp.artifacts(piece, run.language, persons=True, japanese_ner=lookup.japanese_ner)
-                for result in self.engine.analyze(folded[run.start:run.end], language=run.language,
-                                                  entities=[PERSON], nlp_artifacts=artifacts):
+                # names come straight from the registered person recognizer: the engine's pass adds nothing here
+                for result in self._persons[run.language].analyze(piece, [PERSON], artifacts):
                     result.start += run.start
                     result.end += run.start
                     results.append(result)

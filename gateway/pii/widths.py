@@ -16,8 +16,13 @@ _TABLE[0x3000] = ord(" ")
 _LONG_MARK_BETWEEN_DIGITS = re.compile(r"(?<=\d)[ーｰ](?=\d)")
 
 
+_FOLDABLE = re.compile("[\uff01-\uff5e\u3000‐‑‒–—―−﹣ーｰ]")
+
+
 def fold(text: str) -> str:
     """The same text with ASCII digits, letters and hyphens; `len(fold(t)) == len(t)`."""
+    if not _FOLDABLE.search(text):
+        return text
     folded = text.translate(_TABLE)
     if "ー" in folded or "ｰ" in folded:
         folded = _LONG_MARK_BETWEEN_DIGITS.sub("-", folded)
