@@ -89,23 +89,30 @@ def request_for(kind: str, n: int, key: str) -> tuple[str, dict[str, Any], dict[
 async def soak(base: str, key: str, pid: int, rate: float, seconds: float, every: float) -> list[dict[str, Any]]:
     """Open-loop load at `rate`; one sample per `every` seconds."""
     samples: list[dict[str, Any]] = []
-    window: list[tuple[str, float, bool]] = []  # (kind, latency s, ok) completed in the current interval
+    window: list[tuple[str, float, str]] = []  # (kind, latency s, "" or what went wrong) completed this interval
     in_flight: set[asyncio.Task[None]] = set()
-    connector = aiohttp.TCPConnector(limit=256)
+    # idle connections closed before the gateway's own 5 s keep-alive ends, so a call never races its close
+    connector = aiohttp.TCPConnector(limit=256, keepalive_timeout=3)
     async with aiohttp.ClientSession(base, connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as session:
         async def one(n: int) -> None:
             kind = MIX[n % len(MIX)]
             path, body, headers, expected = request_for(kind, n, key)
             started = time.perf_counter()
-            ok = False
+            wrong = ""
             try:
                 async with session.post(path, json=body, headers=headers) as response:
                     payload = await response.read()
-                    ok = response.status == expected and (not body.get("stream") or expected != 200
-                                                          or b"[DONE]" in payload or b"message_stop" in payload)
-            except (aiohttp.ClientError, asyncio.TimeoutError):
-                ok = False
-            window.append((kind, time.perf_counter() - started, ok))
+                    if response.status != expected:
+                        code = ""
+                        with contextlib.suppress(ValueError, KeyError, TypeError, AttributeError):
+                            code = " " + str(json.loads(payload)["error"]["code"])
+                        wrong = f"status {response.status}{code}"
+                    elif body.get("stream") and expected == 200 and not (b"[DONE]" in payload
+                                                                         or b"message_stop" in payload):
+                        wrong = "incomplete stream"
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                wrong = type(exc).__name__
+            window.append((kind, time.perf_counter() - started, wrong))
 
         begin = time.perf_counter()
         next_sample = begin + every
@@ -122,9 +129,13 @@ async def soak(base: str, key: str, pid: int, rate: float, seconds: float, every
             if time.perf_counter() >= next_sample:
                 rss, fds = proc_sample(pid)
                 done, window[:] = list(window), []
-                latencies = [d[1] * 1000 for d in done if d[2]]
+                latencies = [d[1] * 1000 for d in done if not d[2]]
+                kinds: dict[str, int] = {}
+                for d in done:
+                    if d[2]:
+                        kinds[d[2]] = kinds.get(d[2], 0) + 1
                 samples.append({"t": round(time.perf_counter() - begin, 1), "rss_mb": round(rss, 1), "fds": fds,
-                                "completed": len(done), "errors": sum(1 for d in done if not d[2]),
+                                "completed": len(done), "errors": sum(kinds.values()), "error_kinds": kinds,
                                 "in_flight": len(in_flight), "p50_ms": round(percentile(latencies, 50), 2),
                                 "p99_ms": round(percentile(latencies, 99), 2)})
                 print(json.dumps(samples[-1]), flush=True)
