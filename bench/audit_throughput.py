@@ -317,7 +317,10 @@ def markdown(result: dict[str, Any]) -> str:
         f"Machine: {m['cpu']}, {m['cpus']} CPUs, Linux {m['kernel']}, Python {m['python']}; {m['pinning']}"
         + ("; PostgreSQL backends pinned beside the upstream" if s["pin_postgres"] and "not pinned" not in m["pinning"]
            else "; PostgreSQL backends not pinned") + (f"; benchmark processes at nice {s['nice']}." if s.get("nice") else "."),
-        f"Command: `{result['command']}`" + (f" (commit {result['commit']})" if result.get("commit") else ""),
+        f"Command: `{result['command']}`" + (f" (commit {result['commit']})" if result.get("commit") else "")
+        + ("; policy: the default without PII entities (no personal-information analyzer)"
+           if result["settings"].get("policy") == "no-pii" else "")
+        + (f"; SHUHI_AUDIT_SYNC={result['settings']['audit_sync']}" if result["settings"].get("audit_sync") else ""),
         "",
         f"| store | audit on (req/s) | audit off (req/s) | ratio on/off (target ≥ {TARGET_RATIO}) | "
         "gateway CPU µs/req on / off | DB backend CPU µs/req on / off | latency p50 / p99 on (ms) | "
@@ -391,6 +394,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="pin the gateways' PostgreSQL backends to --other-cpu, beside the upstream (default: "
                              "left to the scheduler; pinned, they queue behind any other job on that CPU)")
     po.add_nice_option(parser)
+    po.add_policy_option(parser)
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="where the JSON results go")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, SQLite stores)")
     parser.add_argument("--hold", type=float, default=0.0, metavar="SECONDS",
@@ -440,6 +444,8 @@ def main(argv: list[str] | None = None) -> int:
     upstream_procs = po.Processes(workdir, args.nice)
     gateway_procs = po.Processes(workdir, args.nice)
     stores = Stores(workdir, args.postgres_url)
+    po.use_policy(args.policy, workdir)
+    po.AUDIT_SYNC["value"] = args.audit_sync
     command = shlex.join([".venv/bin/python", "bench/audit_throughput.py", *(sys.argv[1:] if argv is None else argv)])
     if po.uvloop is not None:
         po.uvloop.install()
@@ -464,7 +470,7 @@ def main(argv: list[str] | None = None) -> int:
             "quick": args.quick,
             "machine": po.machine_info(gateway_cpu, other_cpu),
             "settings": {"concurrency": args.concurrency, "seconds": args.seconds, "rounds": args.rounds,
-                         "warmup_seconds": args.warmup, "pin_postgres": args.pin_postgres, "nice": args.nice,
+                         "warmup_seconds": args.warmup, "pin_postgres": args.pin_postgres, "nice": args.nice, "policy": args.policy, "audit_sync": args.audit_sync,
                          "loop": "uvloop" if po.uvloop else "asyncio"},
             "target_ratio": TARGET_RATIO,
             "stores": measured,

@@ -672,6 +672,9 @@ def start_gateway(procs: Processes, cpu: int | None, upstream_port: int, *, name
         "destinations": [{"id": "fake", "base_url": f"http://127.0.0.1:{upstream_port}/v1", "api_format": "openai",
                           "models": [MODEL], "third_party": True}],
     }
+    if POLICY["path"] is not None:
+        config["policy"] = str(POLICY["path"])
+    config["audit_sync"] = AUDIT_SYNC["value"]
     config_path = workdir / f"{name}.yaml"
     config_path.write_text(json.dumps(config, indent=2))  # JSON is YAML
     gateway_port = free_port()
@@ -758,7 +761,10 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [
         f"Machine: {m['cpu']}, {m['cpus']} CPUs, Linux {m['kernel']}, Python {m['python']}; {m['pinning']}"
         + (f"; benchmark processes at nice {result['settings']['nice']}." if result["settings"].get("nice") else "."),
-        f"Command: `{result['command']}`" + (f" (commit {result['commit']})" if result.get("commit") else ""),
+        f"Command: `{result['command']}`" + (f" (commit {result['commit']})" if result.get("commit") else "")
+        + ("; policy: the default without PII entities (no personal-information analyzer)"
+           if result["settings"].get("policy") == "no-pii" else "")
+        + (f"; SHUHI_AUDIT_SYNC={result['settings']['audit_sync']}" if result["settings"].get("audit_sync") else ""),
         "",
         "| measure | direct | via gateway | added / ratio | target |",
         "|---|---:|---:|---:|---|",
@@ -820,6 +826,37 @@ def markdown(result: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------- main
 
 
+POLICY: dict[str, Path | None] = {"path": None}  # the gateways' policy file; None: the shipped default
+
+
+AUDIT_SYNC: dict[str, str] = {"value": "full"}  # the gateways' `audit_sync` setting
+
+
+def add_policy_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--policy", choices=("default", "no-pii"), default="default",
+                        help="the gateway's policy: the shipped default, or the same without PII entities (no "
+                             "personal-information analyzer on the request path), to measure the proxy itself "
+                             "(default: default)")
+    parser.add_argument("--audit-sync", choices=("full", "normal"), default="full",
+                        help="the gateway's SHUHI_AUDIT_SYNC: full (the default: an audit record is on disk before "
+                             "the call is forwarded) or normal (it survives a crash of the process, not of the "
+                             "machine)")
+
+
+def use_policy(choice: str, workdir: Path) -> None:
+    """Point every gateway this run starts at the chosen policy (written into `workdir` for `no-pii`)."""
+    if choice == "default":
+        POLICY["path"] = None
+        return
+    import yaml
+
+    document = yaml.safe_load((ROOT / "policies" / "default.yaml").read_text(encoding="utf-8"))
+    document.setdefault("pii", {})["entities"] = {}  # with no entity listed, no analyzer is loaded
+    path = workdir / "policy-no-pii.yaml"
+    path.write_text(yaml.safe_dump(document, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    POLICY["path"] = path
+
+
 def add_nice_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nice", type=int, default=0, metavar="N",
                         help="run the benchmark's processes at this nice value (and their sessions' autogroups); "
@@ -868,6 +905,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="CPU of the fake upstream and of this load generator (default 1)")
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     add_nice_option(parser)
+    add_policy_option(parser)
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="where the JSON results go")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, store)")
     parser.add_argument("--hold", type=float, default=0.0, metavar="SECONDS",
@@ -971,6 +1009,8 @@ def main(argv: list[str] | None = None) -> int:
     renice_self(args.nice)
     workdir = Path(tempfile.mkdtemp(prefix="shuhi-bench-"))
     procs = Processes(workdir, args.nice)
+    use_policy(args.policy, workdir)
+    AUDIT_SYNC["value"] = args.audit_sync
     command = shlex.join([".venv/bin/python", "bench/proxy_overhead.py", *(sys.argv[1:] if argv is None else argv)])
     try:
         stack = start_stack(procs, gateway_cpu, other_cpu)
@@ -987,7 +1027,8 @@ def main(argv: list[str] | None = None) -> int:
             "quick": args.quick,
             "machine": machine_info(gateway_cpu, other_cpu),
             "settings": {"requests_c1": args.requests, "throughput_seconds": args.seconds, "rounds": args.rounds,
-                         "warmup_seconds": args.warmup, "loop": "uvloop" if uvloop else "asyncio", "nice": args.nice},
+                         "warmup_seconds": args.warmup, "loop": "uvloop" if uvloop else "asyncio", "nice": args.nice,
+                         "policy": args.policy, "audit_sync": args.audit_sync},
             "request": request_info,
             "targets": TARGETS,
             "concurrencies": args.concurrency,

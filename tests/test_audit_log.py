@@ -257,3 +257,50 @@ def test_when_the_store_stalls_then_append_gives_up_in_time_and_the_record_is_ke
         blocker.close()
     assert [rid for _, rid, _ in chain_of(engine)] == ["dec_000001test"]  # refused, yet on record
     assert audit_log.verify(engine)["ok"]
+
+
+def test_records_nobody_waits_for_ride_with_the_next_awaited_batch_or_are_committed_soon_after(
+        engine: sa.Engine) -> None:
+    async def run() -> tuple[int, int, list[tuple[int, str, str]]]:
+        log = audit_log.AuditLog(engine, lazy=0.05)
+        await log.start()
+        for i in range(3):  # outcomes of earlier calls
+            log.append_nowait(decision(i, kind="outcome", decision=None, id=None, decision_id=f"dec_{i:06d}test"))
+        await log.append(decision(3))  # the next call's decision record takes them along: one commit
+        together = log.batches
+        log.append_nowait(decision(4, kind="outcome", decision=None, id=None))
+        for _ in range(100):  # and a lone one is committed within `lazy`, without anybody waiting
+            if log.batches > together:
+                break
+            await asyncio.sleep(0.01)
+        alone = log.batches - together
+        await log.aclose()
+        return together, alone, chain_of(engine)
+
+    together, alone, stored = asyncio.run(run())
+    assert together == 1 and alone == 1
+    assert [rid[:4] for _, rid, _ in stored] == ["out_", "out_", "out_", "dec_", "out_"]
+    assert audit_log.verify(engine)["ok"]
+
+
+def test_when_another_writer_appends_between_batches_the_chain_stays_whole(engine: sa.Engine,
+                                                                           database_url: str) -> None:
+    other = open_engine(database_url)
+
+    async def run() -> None:
+        log = audit_log.AuditLog(engine)
+        for i in range(0, 30, 3):
+            await log.append(decision(i))
+            await asyncio.gather(log.append(decision(i + 1)), log.append(decision(i + 2)))
+            await asyncio.to_thread(audit_log.append_admin_sync, other, actor="tok_1", actor_role="admin",
+                                    action="principal.create", target=f"user{i}")  # moves the head under it
+        await log.aclose()
+
+    try:
+        asyncio.run(run())
+    finally:
+        other.dispose()
+    stored = chain_of(engine)
+    assert [seq for seq, _, _ in stored] == list(range(1, 41))
+    assert sum(rid.startswith("adm_") for _, rid, _ in stored) == 10
+    assert audit_log.verify(engine)["ok"]
