@@ -10,36 +10,38 @@ relies on "nothing is forwarded that was not decided and audited"), and a gatewa
 this script forwards requests without any record of them. Never use it outside a benchmark.
 
 What it changes, in this process only and before anything else is imported from the gateway:
-`gateway.services.Services._audit` (the awaited decision record, before forwarding) becomes an async
-no-op and `Services._audit_later` (the outcome record, after the answer) a plain no-op. `Services.open`
-hands these bound methods to the pipeline's ports, so the request path still builds both records
-(their keyed body hash included) but never queues, chains or commits them; the audit writer task
-starts and stays idle. Admin changes (creating the principal and the key) are still audited, through
-their own synchronous path. Then it runs the normal entry point, `gateway.cli:main`, with the same
-command-line arguments.
+`AuditLog.append` (the awaited decision record, before forwarding) becomes an async no-op and
+`AuditLog.append_nowait` (the outcome record, after the answer) a plain no-op. Everything around them
+stays as it is on the audited side: the pipeline builds both records (their keyed body hash
+included), `Services._audit` counts the decision in the metrics; only validating, chaining and
+committing the records is left out, which is what this benchmark prices. Admin changes are not
+recorded either (the benchmark checks only decision and outcome records). Then it runs the normal
+entry point, `gateway.cli:main`, with the same command-line arguments.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gateway.services import Services
+from gateway.storage.audit_writer import AuditLog
 
 
-async def _no_audit(self: Services, fields: dict[str, Any]) -> None:
-    """Instead of `Services._audit`: the decision record is dropped (benchmark baseline only)."""
+async def _no_append(self: AuditLog, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Instead of `AuditLog.append`: the decision record is dropped (benchmark baseline only)."""
+    return dict(fields)
 
 
-def _no_audit_later(self: Services, fields: dict[str, Any]) -> None:
-    """Instead of `Services._audit_later`: the outcome record is dropped (benchmark baseline only)."""
+def _no_append_nowait(self: AuditLog, fields: Mapping[str, Any]) -> None:
+    """Instead of `AuditLog.append_nowait`: the outcome record is dropped (benchmark baseline only)."""
 
 
-Services._audit = _no_audit  # type: ignore[method-assign]
-Services._audit_later = _no_audit_later  # type: ignore[method-assign]
+AuditLog.append = _no_append  # type: ignore[method-assign]
+AuditLog.append_nowait = _no_append_nowait  # type: ignore[method-assign]
 
 from gateway.cli import main
 

@@ -14,7 +14,7 @@ starts, per store, two gateway workers side by side, both pinned to CPU 0, behin
 
 * "audit on": the normal `shuhi --config FILE serve`;
 * "audit off": the same through `bench/_gateway_without_audit.py`, which replaces
-  `Services._audit`/`_audit_later` with no-ops. The product has no switch to turn auditing off (on
+  `AuditLog.append`/`append_nowait` with no-ops. The product has no switch to turn auditing off (on
   purpose); that wrapper exists only for this comparison.
 
 Each gateway has its own store: a throw-away SQLite file (synchronous=FULL for audit commits, as in

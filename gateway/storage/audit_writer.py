@@ -536,6 +536,19 @@ class AuditLog:
         self._waiting = 0  # appends not yet resumed: `aclose` returns once each has its answer
         self._answered: asyncio.Event | None = None
 
+    @property
+    def queued(self) -> int:
+        """Records appended and not yet committed (the `shuhi_audit_queue_records` gauge)."""
+        return sum(len(batch.records) for batch in self._batches)
+
+    def qsize(self) -> int:
+        """`queued`, under the name the metrics endpoint reads from `_queue` (an `asyncio.Queue` before)."""
+        return self.queued
+
+    @property
+    def _queue(self) -> AuditLog:
+        return self
+
     async def start(self) -> None:
         """Start the writer (also done by the first append)."""
         self._ensure_started()
