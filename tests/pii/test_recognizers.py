@@ -95,3 +95,14 @@ def test_long_texts_are_cut_for_sudachi_and_offsets_stay_right(analyzer: PiiAnal
     filler = "この文章は長い技術文書の一部であり、個人情報は含まれていません。" * 700  # ~22,000 characters
     text = filler + "担当は佐藤 花子さんです。" + filler
     assert [v for e, v in found(analyzer, everything, text) if e == "PERSON"] == ["佐藤 花子"]
+
+
+def test_ginza_ner_adds_names_the_dictionary_does_not_know() -> None:
+    from gateway.pii.analyzer import shared_analyzer
+
+    with_ginza = shared_analyzer(True)  # loads ja_ginza once (a few seconds)
+    text = "営業の佐藤さんとマイケル・ブラウンが打ち合わせをした。"
+    lookup = Lookup(frozenset({"PERSON"}))
+    assert found(with_ginza, lookup, text) == [("PERSON", "佐藤")]
+    ner = Lookup(frozenset({"PERSON"}), japanese_ner=True)
+    assert found(with_ginza, ner, text) == [("PERSON", "佐藤"), ("PERSON", "マイケル・ブラウン")]
