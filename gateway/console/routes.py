@@ -14,6 +14,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from gateway.certificate import _CSS as CERTIFICATE_CSS
 from gateway.errors import NotFound
 from gateway.routes.admin.auth import Admin, require
+from gateway.routes.admin.stats import prepare_in_background
 
 STATIC = Path(str(resources.files("gateway.console") / "static"))
 SHELL = (STATIC / "index.html").read_text(encoding="utf-8")
@@ -61,6 +62,7 @@ def console_root() -> Response:
 def console_shell(request: Request) -> HTMLResponse:
     """The single page; the pages themselves are ES modules under /console/static/."""
     language = preferred_language(request.headers.get("accept-language", ""))
+    prepare_in_background(request.app.state)  # once per process: the dashboard's counts of settled days
     html = SHELL.replace("{{lang}}", language)
     return HTMLResponse(html, headers={**SECURITY, "cache-control": "no-store"})
 

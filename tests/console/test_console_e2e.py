@@ -219,7 +219,8 @@ def test_register_consent_audit_export_verify_destroy(gateway: Gateway, browser:
             "text": f"前置き。{EXCERPT}。後書き。", "destination": "fake-openai", "principal": "hanako@example.co.jp"}).json()
         assert page.get_attribute("[data-decision]", "data-decision") == dry_run["decision"]
         design_id = next(i["id"] for i in items if i["title"] == "Aurora 設計書")
-        assert design_id in page.inner_text("main") and page.locator("tr[data-match]").count() == len(dry_run["matches"])
+        assert design_id in page.inner_text("main")
+        assert page.locator("tr[data-match]").count() == len(dry_run["matches"])
         assert page.locator("[data-role=highlight] mark").count() >= 1
         shots(page, "playground")
         page.select_option("[data-form=scan] [name=principal]", "")  # nobody in particular, to an in-house model
@@ -240,6 +241,9 @@ def test_register_consent_audit_export_verify_destroy(gateway: Gateway, browser:
         page.wait_for_selector(f"text={words['terminated']}")
         assert gateway.admin.get(f"/admin/v1/agreements/{nda}").json()["terminated_at"].startswith("2026-10-31")
         shots(page, "agreement-terminated")
+        go(page, "agreements")
+        assert words["terminated"] in page.inner_text(f'a[href="#/agreements/{nda}"] >> xpath=ancestor::tr')
+        shots(page, "agreements")
 
         # Destroy the material; the certificate shows and opens printable.
         go(page, "destruction")

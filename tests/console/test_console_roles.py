@@ -116,3 +116,29 @@ def test_verification_turns_red_when_a_record_was_edited(gateway: Gateway, brows
         assert errors == []
     finally:
         context.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("language", "shown", "hidden"), [("ja", "既にあります", "exists already"),
+                                                           ("en", "exists already", "既にあります")])
+def test_a_refused_change_is_explained_in_the_page_language(gateway: Gateway, browser: Any, shots: Shots,
+                                                            language: str, shown: str, hidden: str) -> None:
+    assert gateway.admin.post("/admin/v1/agreements", json=NDA).status_code == 201
+    errors: list[str] = []
+    context, page = open_page(browser, language, errors)
+    try:
+        sign_in(page, gateway)
+        go(page, "agreements")
+        page.click('[data-action="new-agreement"]')
+        dialog = page.locator("dialog")
+        for name in ("title", "counterparty", "purpose"):
+            dialog.locator(f"[name={name}]").fill(str(NDA[name]))
+        dialog.locator("[name=id]").fill(str(NDA["id"]))
+        dialog.locator("button[type=submit]").click()
+        toast = page.locator(".toast-bad")
+        toast.wait_for()
+        assert shown in toast.inner_text() and hidden not in toast.inner_text() and NDA["id"] in toast.inner_text()
+        shots(page, "duplicate-agreement")
+        assert [e for e in errors if "409" not in e] == []  # the browser logs the refused request itself
+    finally:
+        context.close()

@@ -46,7 +46,8 @@ def test_stats_count_decisions_by_day_and_kind_top_agreements_and_pending(gatewa
     assert stats["top_agreements"] == [{"agreement_id": NDA["id"], "title": NDA["title"],
                                         "counterparty": NDA["counterparty"], "decisions": 2}]
     # one principal asking twice for the same scope is one pending request
-    assert stats["pending_consent_requests"] == {"total": 1, "by_agreement": [{"agreement_id": NDA["id"], "pending": 1}]}
+    assert stats["pending_consent_requests"] == {"total": 1,
+                                                 "by_agreement": [{"agreement_id": NDA["id"], "pending": 1}]}
     audit_head = gateway.admin.get("/admin/v1/audit/verify").json()["head_seq"]
     assert stats["audit"]["head_seq"] == audit_head
     assert DESIGN[10:20] not in str(stats)
@@ -92,7 +93,8 @@ def test_settled_days_are_counted_once_and_recounted_after_pruning(gateway: Gate
 
 def test_stats_roles_and_bad_input(gateway: Gateway) -> None:
     for role in ("legal", "auditor"):
-        answer = httpx.get(gateway.url + "/admin/v1/stats", headers={"Authorization": f"Bearer {token_for(gateway, role)}"})
+        bearer = {"Authorization": f"Bearer {token_for(gateway, role)}"}
+        answer = httpx.get(gateway.url + "/admin/v1/stats", headers=bearer)
         assert answer.status_code == 200 and answer.json()["days"][-1]["allow"] == 0
     assert httpx.get(gateway.url + "/admin/v1/stats").status_code == 401
     for days in ("0", "367", "x"):
@@ -125,6 +127,7 @@ def test_console_serves_only_its_shipped_files(gateway: Gateway) -> None:
 def test_console_session_names_the_role_and_refuses_bad_tokens(gateway: Gateway) -> None:
     assert gateway.admin.get("/console/session").json()["role"] == "admin"
     auditor = token_for(gateway, "auditor")
-    assert httpx.get(gateway.url + "/console/session", headers={"Authorization": f"Bearer {auditor}"}).json()["role"] == "auditor"
+    session = httpx.get(gateway.url + "/console/session", headers={"Authorization": f"Bearer {auditor}"})
+    assert session.json()["role"] == "auditor"
     refused = httpx.get(gateway.url + "/console/session", headers={"Authorization": "Bearer not-a-token"})
     assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_admin_token"

@@ -1,13 +1,22 @@
 // The admin API with the signed-in token. Errors carry the gateway's own bilingual message.
+import { language } from "./i18n.js";
+
 const KEY = "shuhi.token";
 
 export function token() { return sessionStorage.getItem(KEY); }
 export function setToken(value) { if (value) sessionStorage.setItem(KEY, value); else sessionStorage.removeItem(KEY); }
 
+// The gateway's messages read "日本語 / English": show the half in the console's language.
+function localized(message) {
+  const halves = String(message).split(" / ");
+  if (halves.length !== 2) return String(message);
+  return language() === "ja" ? halves[0] : halves[1];
+}
+
 export class ApiError extends Error {
   constructor(status, body) {
     const error = (body && (body.error || body)) || {};
-    super(error.message || `HTTP ${status}`);
+    super(error.message ? localized(error.message) : `HTTP ${status}`);
     this.status = status;
     this.code = error.code;
   }

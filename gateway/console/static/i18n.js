@@ -113,7 +113,7 @@ const WORDS = {
   con_expired: ["期限切れ", "Expired"], con_revoke: ["撤回", "Revoke"],
   con_revoke_confirm: ["この同意を撤回します。以後の呼び出しは再び同意待ちになります。",
     "This revokes the consent; later calls will need consent again."],
-  con_from_to: ["{from} から {to} まで", "from {from} to {to}"], con_open_end: ["期限なし", "no end"],
+  con_from_to: ["{from} から {to} まで", "from {from} to {to}"], con_open_end: ["期限なし", "no end"], con_from_open: ["{from} から（期限なし）", "from {from}, no end"],
   con_evidence_short: ["同意書", "Evidence"], con_history: ["処理済みの依頼", "Answered requests"],
   status_approved: ["承認", "Approved"], status_rejected: ["却下", "Rejected"], status_pending: ["未処理", "Pending"],
   // destinations

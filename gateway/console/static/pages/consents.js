@@ -12,6 +12,8 @@ function consentState(c) {
   return ["con_active", "ok"];
 }
 
+function newestFirst(rows) { return rows.slice().sort((a, b) => String(b.created_at).localeCompare(String(a.created_at))); }
+
 function remembered() { try { return localStorage.getItem(GRANTER) || ""; } catch { return ""; } }
 
 function requestCard(r, titles, ctx, reload) {
@@ -74,21 +76,21 @@ export async function render(view, ctx) {
     const titles = Object.fromEntries(agreements.map((a) => [a.id, a.title]));
     clear(body);
     body.append(section(`${t("con_queue")} (${pending.length})`, pending.length
-      ? h("ul", { class: "requests" }, pending.map((r) => requestCard(r, titles, ctx, reload)))
+      ? h("ul", { class: "requests" }, newestFirst(pending).reverse().map((r) => requestCard(r, titles, ctx, reload)))
       : h("p", { class: "empty" }, t("con_queue_empty"))));
     body.append(section(t("con_list"), table([
       { label: t("con_agreement"), cell: (c) => h("span", {}, titles[c.agreement_id] || c.agreement_id, h("small", { class: "muted block" }, c.agreement_id)) },
       { label: t("con_destination"), cell: (c) => c.destinations.join(", ") },
       { label: t("con_purpose"), cell: (c) => t(`purpose_${c.purpose}`) },
-      { label: t("con_validity"), cell: (c) => t("con_from_to", { from: date(c.valid_from || c.created_at), to: c.valid_until ? date(c.valid_until) : t("con_open_end") }) },
+      { label: t("con_validity"), cell: (c) => c.valid_until ? t("con_from_to", { from: date(c.valid_from || c.created_at), to: date(c.valid_until) }) : t("con_from_open", { from: date(c.valid_from || c.created_at) }) },
       { label: t("con_evidence_short"), cell: (c) => h("span", {}, c.evidence.reference, h("small", { class: "muted block" }, c.granted_by)) },
       { label: t("con_state"), cell: (c) => { const [k, tone] = consentState(c); return badge(c.revoked_at ? `${t(k)} ${date(c.revoked_at)}` : t(k), tone); } },
       { label: t("actions"), cell: (c) => ctx.can("consents") && !c.revoked_at ? button(t("con_revoke"), async () => {
         if (!await dialog(t("con_revoke"), h("p", {}, t("con_revoke_confirm")), { tone: "danger", confirmLabel: t("con_revoke") })) return;
         try { await api.del(`/admin/v1/consents/${c.id}`); toast(t("saved")); reload(); } catch (error) { toast(error.message, "bad"); }
       }, { class: "btn btn-small", "data-action": "revoke" }) : "" },
-    ], consents.slice().reverse(), { rowAttrs: (c) => ({ "data-consent": c.id }) })));
-    const done = answered.data.filter((r) => r.status !== "pending").reverse();
+    ], newestFirst(consents), { rowAttrs: (c) => ({ "data-consent": c.id }) })));
+    const done = newestFirst(answered.data.filter((r) => r.status !== "pending"));
     body.append(section(t("con_history"), table([
       { label: t("con_asked"), cell: (r) => time(r.created_at) },
       { label: t("con_who"), cell: (r) => r.principal },
