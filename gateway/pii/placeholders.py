@@ -24,6 +24,7 @@ _STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 PLACEHOLDER = re.compile(r"\[([A-Z][A-Z_]*)_(\d+)\]")
 _PARTIAL = re.compile(r"\[[A-Z_]*\d*$")
 MAX_PLACEHOLDER = 40
+JSON_SOURCE_KEYS = frozenset({"arguments", "partial_json"})  # strings that hold JSON text, not prose
 
 
 def _path(location: str) -> list[str | int]:
@@ -52,22 +53,32 @@ class Placeholders:
             self._values[found] = value
         return found
 
-    def restore(self, text: str) -> str:
-        """`text` with every placeholder of this request replaced by its value; unknown ones stay."""
+    def restore(self, text: str, quoted: bool = False) -> str:
+        """`text` with every placeholder of this request replaced by its value; unknown ones stay.
+
+        `quoted`: `text` is JSON source (tool-call arguments), so values go in JSON-escaped."""
         if "[" not in text:
             return text
-        return PLACEHOLDER.sub(lambda m: self._values.get(m.group(0), m.group(0)), text)
 
-    def restore_json(self, node: Any) -> Any:
-        """Every string in a parsed JSON document restored, in place where it can be."""
+        def value(found: re.Match[str]) -> str:
+            original = self._values.get(found.group(0))
+            if original is None:
+                return found.group(0)
+            return orjson.dumps(original).decode()[1:-1] if quoted else original
+
+        return PLACEHOLDER.sub(value, text)
+
+    def restore_json(self, node: Any, quoted: bool = False) -> Any:
+        """Every string in a parsed JSON document restored, in place where it can be; strings under
+        `arguments` and `partial_json` are JSON source themselves and get escaped values."""
         if isinstance(node, str):
-            return self.restore(node)
+            return self.restore(node, quoted)
         if isinstance(node, list):
             for index, value in enumerate(node):
-                node[index] = self.restore_json(value)
+                node[index] = self.restore_json(value, quoted)
         elif isinstance(node, dict):
             for key, value in node.items():
-                node[key] = self.restore_json(value)
+                node[key] = self.restore_json(value, quoted or key in JSON_SOURCE_KEYS)
         return node
 
 
@@ -114,15 +125,22 @@ def redact_payload(payload: dict[str, Any], matches: Iterable[Match], reversible
 # -- streams ---------------------------------------------------------------------------------------------------
 
 def _text_slots(endpoint: Endpoint, data: dict[str, Any]) -> list[tuple[Any, Any, str]]:
-    """Where a streamed event carries answer text: (holder, key, stream key) for each delta."""
+    """Where a streamed event carries answer text: (holder, key, stream key) for each delta. A stream
+    key starting with `json:` holds JSON source (tool-call arguments): its values go in escaped."""
     if endpoint is Endpoint.MESSAGES:
         delta = data.get("delta") if data.get("type") == "content_block_delta" else None
         if isinstance(delta, dict) and isinstance(delta.get("text"), str):
             return [(delta, "text", f"block{data.get('index', 0)}")]
+        if isinstance(delta, dict) and isinstance(delta.get("partial_json"), str):
+            return [(delta, "partial_json", f"json:block{data.get('index', 0)}")]
         return []
     if endpoint is Endpoint.RESPONSES:
-        if data.get("type") == "response.output_text.delta" and isinstance(data.get("delta"), str):
-            return [(data, "delta", f"item{data.get('output_index', 0)}.{data.get('content_index', 0)}")]
+        kind = data.get("type")
+        where = f"item{data.get('output_index', 0)}.{data.get('content_index', 0)}"
+        if kind == "response.output_text.delta" and isinstance(data.get("delta"), str):
+            return [(data, "delta", where)]
+        if kind == "response.function_call_arguments.delta" and isinstance(data.get("delta"), str):
+            return [(data, "delta", "json:" + where)]
         return []
     slots = []
     for choice in data.get("choices") or []:
@@ -134,6 +152,10 @@ def _text_slots(endpoint: Endpoint, data: dict[str, Any]) -> list[tuple[Any, Any
         delta = choice.get("delta")
         if isinstance(delta, dict) and isinstance(delta.get("content"), str):
             slots.append((delta, "content", key))
+        for call in (delta.get("tool_calls") or []) if isinstance(delta, dict) else []:
+            function = call.get("function") if isinstance(call, dict) else None
+            if isinstance(function, dict) and isinstance(function.get("arguments"), str):
+                slots.append((function, "arguments", f"json:{key}.call{call.get('index', 0)}"))
     return slots
 
 
@@ -198,7 +220,7 @@ class StreamRestorer:
             if cut is not None and len(text) - cut.start() <= MAX_PLACEHOLDER:
                 self._pending[stream] = text[cut.start():]
                 text = text[:cut.start()]
-            holder[key] = self.placeholders.restore(text)
+            holder[key] = self.placeholders.restore(text, quoted=stream.startswith("json:"))
             self._template[stream] = (name, data, [holder, key])
         return self._encode(name, data)
 
@@ -208,8 +230,15 @@ class StreamRestorer:
         for stream, text in list(self._pending.items()):
             name, data, (holder, key) = self._template[stream]
             copied = copy.deepcopy(data)
+            for choice in copied.get("choices") or [] if self.endpoint is not Endpoint.MESSAGES else []:
+                delta = choice.get("delta") if isinstance(choice, dict) else None
+                if isinstance(delta, dict) and isinstance(delta.get("tool_calls"), list):
+                    # a call's id and name come once; a later delta carries only its index and arguments
+                    delta["tool_calls"] = [{"index": c.get("index", 0), "function": {"arguments": ""}}
+                                           for c in delta["tool_calls"] if isinstance(c, dict)]
             for c_holder, c_key, c_stream in _text_slots(self.endpoint, copied):
-                c_holder[c_key] = self.placeholders.restore(text) if c_stream == stream else ""
+                c_holder[c_key] = self.placeholders.restore(text, c_stream.startswith("json:")) \
+                    if c_stream == stream else ""
             out.append(self._encode(name, copied))
         self._pending.clear()
         return b"".join(out)

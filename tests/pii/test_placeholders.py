@@ -103,3 +103,34 @@ def test_streams_are_restored_whatever_the_cut(endpoint: Endpoint, size: int) ->
     assert "[PERSON_1]" not in restored.decode()
     if endpoint is Endpoint.RESPONSES:
         assert others[-1]["response"]["output_text"] == EXPECTED  # whole-text events are restored too
+
+
+def test_tool_call_arguments_get_json_escaped_values_whole_and_streamed() -> None:
+    numbers = Placeholders()
+    numbers.placeholder("PERSON", 'O"Brien \\ 太郎')  # a value that JSON must escape
+    whole = {"choices": [{"message": {"content": "[PERSON_1]", "tool_calls": [
+        {"id": "c1", "type": "function", "function": {"name": "mail", "arguments": '{"to": "[PERSON_1]"}'}}]}}]}
+    restored = numbers.restore_json(whole)
+    message = restored["choices"][0]["message"]
+    assert message["content"] == 'O"Brien \\ 太郎'
+    assert orjson.loads(message["tool_calls"][0]["function"]["arguments"]) == {"to": 'O"Brien \\ 太郎'}
+
+    arguments = '{"to": "[PERSON_1]", "cc": "[PERS'
+    first = {"choices": [{"index": 0, "delta": {"tool_calls": [
+        {"index": 0, "id": "c1", "type": "function", "function": {"name": "mail", "arguments": ""}}]}}]}
+    pieces = [arguments[i:i + 3] for i in range(0, len(arguments), 3)]
+    events = [b"data: " + orjson.dumps(first) + b"\n\n"] + [
+        b"data: " + orjson.dumps({"choices": [{"index": 0, "delta": {"tool_calls": [
+            {"index": 0, "function": {"arguments": p}}]}}]}) + b"\n\n" for p in pieces] + [
+        b"data: " + orjson.dumps({"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}) + b"\n\n",
+        b"data: [DONE]\n\n"]
+    out = asyncio.run(_collect(StreamRestorer(Endpoint.CHAT_COMPLETIONS, numbers), events))
+    sent = ""
+    names = []
+    for raw in out.split(b"\n\n"):
+        if raw.startswith(b"data: {"):
+            for call in orjson.loads(raw[6:])["choices"][0]["delta"].get("tool_calls") or []:
+                sent += call["function"]["arguments"]
+                names += [call["function"]["name"]] if "name" in call["function"] else []
+    assert sent == '{"to": "O\\"Brien \\\\ 太郎", "cc": "[PERS'
+    assert names == ["mail"]  # the held-back tail did not repeat the call's name
