@@ -157,8 +157,10 @@ def main() -> None:
         out.append(f"| {name} | {' | '.join(cells)} | {cell(hits, eligible)} | {cell(short_hits, short)} |")
     boiler = sum(t.boilerplate for t in tallies.values())
     verbatim = [tallies[(lang, "verbatim")] for lang in C.LANGS]
-    out.append("\nThe same verbatim hits under the shipped policy (`min_chars: 20` original characters; one "
-               "Japanese gram is 12): " + ", ".join(f"{lang} {cell(t.policy_hits, t.eligible)}"
+    min_chars = policy.threshold("fingerprint").min_chars
+    k_cjk = registry.fingerprinter.text_params.k_cjk
+    out.append(f"\nThe same verbatim hits under the shipped policy (`min_chars: {min_chars}` original characters; "
+               f"one Japanese gram is {k_cjk}): " + ", ".join(f"{lang} {cell(t.policy_hits, t.eligible)}"
                                                     for lang, t in zip(C.LANGS, verbatim)) + ".")
     out.append(f"\nExcluded as registered boilerplate (missed, and no window of grams held by at most "
                f"{registry.max_item_share} registered documents, so outside the guarantee by design): "
@@ -167,7 +169,8 @@ def main() -> None:
     out.append("### False positives (prompts of 40–2000 characters from unregistered documents)\n")
     out.append("Copies: prompts sharing a run ≥ T with a registered document (duplicated pages, licences, credits), "
                "which the engine must report; the rate is over the other, unrelated prompts. Counted: a match the "
-               "shipped policy keeps (`thresholds.fingerprint.min_chars: 20`, no coverage minimum). Bar: ≤ 0.1%.\n")
+               f"shipped policy keeps (`thresholds.fingerprint.min_chars: {min_chars}`, no coverage minimum). "
+               "Bar: ≤ 0.1%.\n")
     out.append("| registry | kind | prompts | copies | unrelated | FP counted | FP raw | code channel only |")
     out.append("|---|---|---:|---:|---:|---:|---:|---:|")
     fp_json = {"shipped": shipped.as_dict()}
