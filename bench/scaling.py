@@ -77,22 +77,26 @@ def start_gateway(procs: Processes, name: str, workers: int, upstream_port: int,
     return port, json.loads(raw)["key"], serving
 
 
-async def rounds(targets: dict[str, tuple[Target, list[int]]], args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
+async def rounds(targets: dict[str, tuple[Target, list[int]]], upstream_pid: int, args: argparse.Namespace
+                 ) -> dict[str, list[dict[str, Any]]]:
     results: dict[str, list[dict[str, Any]]] = {name: [] for name in targets}
     order = list(targets)
     for r in range(args.rounds):
         for name in (order if r % 2 == 0 else order[::-1]):
             target, pids = targets[name]
             await closed_loop(target, args.concurrency, args.warmup, record=False)
-            meter_pids = {f"gw{i}": pid for i, pid in enumerate(pids)}
+            meter_pids = {f"gw{i}": pid for i, pid in enumerate(pids)} | {"upstream": upstream_pid}
             with CpuMeter(meter_pids) as meter:
                 stats, elapsed = await closed_loop(target, args.concurrency, args.seconds)
-                cpu, _noise = meter.used()
+                cpu, noise = meter.used()
             gateway_cpu = sum(v for k, v in cpu.items() if k.startswith("gw"))
             results[name].append({"rps": round(stats.ok / elapsed, 1), "errors": stats.errors,
                                   "error_kinds": stats.error_kinds,
                                   "gateway_cpu_us_per_request": round(gateway_cpu * 1e6 / max(stats.ok, 1), 1),
-                                  "gateway_cores_busy": round(gateway_cpu / elapsed, 2)})
+                                  "gateway_cores_busy": round(gateway_cpu / elapsed, 2),
+                                  "upstream_cores_busy": round(cpu.get("upstream", 0.0) / elapsed, 2),
+                                  "loadgen_cores_busy": round(cpu.get("loadgen", 0.0) / elapsed, 2),
+                                  "other_work_cores_busy": round(noise.get("cpu", 0.0), 2)})  # other jobs on this machine
             print(name, json.dumps(results[name][-1]), flush=True)
     return results
 
@@ -151,7 +155,7 @@ def main() -> int:
     schemas: list[str] = []
     engine = None
     try:
-        _up, upstream_port = start_upstream(procs, None)
+        upstream, upstream_port = start_upstream(procs, None)
         targets: dict[str, tuple[Target, list[int]]] = {}
         for workers in (1, 2):
             name = f"{workers}-worker{'s' if workers > 1 else ''}"
@@ -169,7 +173,7 @@ def main() -> int:
             port, key, pids = start_gateway(procs, name, workers, upstream_port, database_url)
             payloads = [http_request("127.0.0.1", port, PATH, key, chat_body(v, False)) for v in range(16)]
             targets[name] = (Target(name, "127.0.0.1", port, payloads), pids)
-        measured = asyncio.run(rounds(targets, args))
+        measured = asyncio.run(rounds(targets, upstream.pid, args))
         one, two = (median([r["rps"] for r in measured[n]]) for n in targets)
         cpu_one, cpu_two = (median([r["gateway_cpu_us_per_request"] for r in measured[n]]) for n in targets)
         memory = memory_per_million_fingerprints(args.fingerprints)
