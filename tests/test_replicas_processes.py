@@ -299,9 +299,10 @@ def test_changes_on_one_replica_hold_on_all_three_within_a_second(cluster: Clust
     assert missing == []
 
 
-@pytest.mark.xfail(strict=True, reason="derived items dilute their source: once more than 8 consented answers "
-                   "are registered as derived items, the source's fingerprints count as boilerplate "
-                   "(max_item_share) and a revoked consent no longer holds the excerpt back")
+@pytest.mark.xfail(strict=True, reason="derived items dilute their source: once 8 consented answers echoing an "
+                   "excerpt are registered as derived items, its fingerprints are held by 9 items, count "
+                   "as boilerplate (Registry max_item_share=8), and after the consent is revoked the "
+                   "excerpt matches nothing and is allowed")
 def test_revocation_holds_after_many_consented_answers(cluster: Cluster) -> None:
     c = cluster
     c.admin(0, "POST", "/admin/v1/principals", json={"id": "hanako", "groups": ["rd"]})
