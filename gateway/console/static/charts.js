@@ -33,7 +33,7 @@ function fit(text, px) {
 
 // Decisions per day, stacked by kind.
 export function stackedBars(days, kinds, { height = 220, label = "" } = {}) {
-  const width = Math.max(520, days.length * 22 + 60);
+  const width = Math.max(560, days.length * 2 + 60);
   const left = 44, bottom = 28, top = 10, plotH = height - bottom - top, plotW = width - left - 10;
   const totals = days.map((d) => kinds.reduce((sum, k) => sum + (d[k] || 0), 0));
   const max = niceMax(Math.max(1, ...totals));
@@ -43,7 +43,7 @@ export function stackedBars(days, kinds, { height = 220, label = "" } = {}) {
     svg.append(s("line", { x1: left, x2: width - 10, y1: y, y2: y, class: "grid" }));
     svg.append(s("text", { x: left - 6, y: y + 4, "text-anchor": "end", class: "axis" }, ((max * i) / 4).toLocaleString()));
   }
-  const slot = plotW / days.length, bar = Math.max(4, Math.min(28, slot * 0.7));
+  const slot = plotW / days.length, bar = Math.max(1, Math.min(28, slot * 0.7));
   days.forEach((d, i) => {
     let y = top + plotH;
     const x = left + i * slot + (slot - bar) / 2;
@@ -80,7 +80,7 @@ export function legend(kinds) {
 
 // Horizontal bars: [{label, value}].
 export function hBars(rows, { label = "" } = {}) {
-  const rowH = 30, width = 520, left = 190, height = Math.max(rowH, rows.length * rowH) + 6;
+  const rowH = 30, width = 560, left = 270, height = Math.max(rowH, rows.length * rowH) + 6;
   const max = Math.max(1, ...rows.map((r) => r.value));
   const svg = s("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": label, class: "chart" });
   rows.forEach((r, i) => {
