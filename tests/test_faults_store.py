@@ -122,3 +122,57 @@ def test_slow_store_makes_calls_slower_not_wrong(store_behind: StoreBehind) -> N
     assert httpx.get(g.url + "/readyz", timeout=10).status_code == 200
     g.proxy.restore()
     check_after_recovery(g)
+
+
+def test_three_replicas_under_load_when_the_store_goes_and_returns(tmp_path: Any) -> None:
+    """Three `shuhi serve` processes share one store through the proxy; it is cut for 3 s under mixed load."""
+    from gateway.demo.upstream import UpstreamServer
+    from tests.test_articles_e2e import DESIGN, NDA
+    from tests.test_replicas_processes import Cluster, Load, start_gateways
+
+    upstream = UpstreamServer()
+    upstream.start()
+    with postgres_schema() as (database_url, engine):
+        proxy = FaultProxy("127.0.0.1", 5432).start()
+        replicas = start_gateways(3, tmp_path, upstream,
+                                  database_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}"))
+        c = Cluster(replicas, upstream, engine, database_url)
+        try:
+            c.admin(0, "POST", "/admin/v1/principals", json={"id": "load", "groups": ["sales"]})
+            load_key = c.admin(1, "POST", "/admin/v1/keys", json={"principal": "load"}).json()["key"]
+            c.admin(0, "POST", "/admin/v1/agreements", json=NDA)
+            c.admin(2, "POST", f"/admin/v1/agreements/{NDA['id']}/items",
+                    json={"title": "設計書", "category": "ai_technology", "text": DESIGN})
+            time.sleep(1)
+            with Load(c, load_key) as load:
+                time.sleep(1.5)
+                proxy.cut()
+                cut_at = time.monotonic()
+                time.sleep(1.5)
+                readiness = [httpx.get(url + "/readyz", timeout=10).status_code for url in c.urls]
+                httpx.delete(upstream.url + "/_fake/requests")
+                time.sleep(1.5)
+                during = httpx.get(upstream.url + "/_fake/requests").json()["data"]
+                proxy.restore()
+                restored_at = time.monotonic()
+                wait_until(lambda: all(httpx.get(url + "/readyz", timeout=10).status_code == 200
+                                       for url in c.urls), 30)
+                time.sleep(2)
+            assert readiness == [503, 503, 503]
+            assert during == []  # nothing reached the provider while nothing could be audited
+            statuses = {a[2] for a in load.answered}
+            assert statuses <= {200, 403, 503}, statuses
+            assert any(a[2] == 503 for a in load.answered if cut_at < a[0] < restored_at)
+            assert any(a[2] == 200 for a in load.answered if a[0] > restored_at + 1)  # recovered, no restart
+            assert not [a for a in load.answered if a[1] == "confidential" and a[2] == 200 and a[0] > cut_at - 3]
+            records = decision_records(engine, database_url)
+            assert all(n == 1 for n in records.values())
+            assert all(records.get(a[3]) == 1 for a in load.answered if a[2] in (200, 403))
+            verify = c.admin(0, "GET", "/admin/v1/audit/verify").json()
+            assert verify["ok"] is True, verify
+        finally:
+            c.client.close()
+            for replica in replicas:
+                replica.stop()
+            proxy.stop()
+            upstream.stop()
