@@ -113,3 +113,53 @@ def test_without_limits_redis_down_degrades_to_polling(tmp_path: Path, upstream:
     finally:
         a.stop()
         b.stop()
+
+
+def test_three_replicas_keep_revocations_within_a_second_while_redis_is_down(tmp_path: Path) -> None:
+    """Three `shuhi serve` processes, Redis cut under mixed load: a revocation still holds on all within 1 s."""
+    from gateway.demo.upstream import UpstreamServer
+    from tests.test_replicas_processes import (
+        BAR_SECONDS, Cluster, Load, call, decision_records, lag_on_all, postgres_schema, start_gateways,
+    )
+
+    upstream = UpstreamServer()
+    upstream.start()
+    proxy = FaultProxy("127.0.0.1", 6379).start()
+    with postgres_schema() as (database_url, engine):
+        replicas = start_gateways(3, tmp_path, upstream, database_url, redis_url=f"redis://127.0.0.1:{proxy.port}/0")
+        c = Cluster(replicas, upstream, engine, database_url)
+        try:
+            c.admin(0, "POST", "/admin/v1/principals", json={"id": "hanako", "groups": ["rd"]})
+            key = c.admin(0, "POST", "/admin/v1/keys", json={"principal": "hanako"}).json()["key"]
+            c.admin(1, "POST", "/admin/v1/principals", json={"id": "load", "groups": ["sales"]})
+            load_key = c.admin(1, "POST", "/admin/v1/keys", json={"principal": "load"}).json()["key"]
+            c.admin(0, "POST", "/admin/v1/agreements", json=NDA)
+            c.admin(0, "POST", f"/admin/v1/agreements/{NDA['id']}/items",
+                    json={"title": "設計書", "category": "ai_technology", "text": DESIGN})
+            consent = c.admin(1, "POST", "/admin/v1/consents", json={
+                "agreement_id": NDA["id"], "destinations": ["fake-openai", "fake-anthropic"],
+                "purpose": "inference", "evidence": {"reference": "同意書"}, "granted_by": "法務部"}).json()
+            time.sleep(BAR_SECONDS)
+            with Load(c, load_key) as load, httpx.Client(timeout=10) as client:
+                assert [call(client, url, key, EXCERPT).status_code for url in c.urls] == [200] * 3
+                proxy.cut()
+                time.sleep(1.0)
+                ready = [httpx.get(url + "/readyz", timeout=10).json() for url in c.urls]
+                c.admin(2, "DELETE", f"/admin/v1/consents/{consent['id']}")
+                revoked = time.monotonic()
+                lags = lag_on_all(c.urls, lambda cl, url: call(cl, url, key, EXCERPT).status_code == 403, revoked)
+                time.sleep(max(0.0, revoked + BAR_SECONDS - time.monotonic()))
+                after = [call(client, c.urls[i % 3], key, EXCERPT, stream=i % 2 == 0).status_code for i in range(15)]
+                proxy.restore()
+            assert all(r["status"] == "ready" and r["degraded"] for r in ready), ready
+            assert max(lags) <= BAR_SECONDS, lags
+            assert after == [403] * 15
+            assert {a[2] for a in load.answered} <= {200, 403}
+            records = decision_records(engine, database_url)
+            assert all(records.get(a[3]) == 1 for a in load.answered)
+        finally:
+            c.client.close()
+            for replica in replicas:
+                replica.stop()
+            proxy.stop()
+            upstream.stop()
