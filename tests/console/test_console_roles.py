@@ -120,7 +120,8 @@ def test_verification_turns_red_when_a_record_was_edited(gateway: Gateway, brows
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("language", "shown", "hidden"), [("ja", "既にあります", "exists already"),
-                                                           ("en", "exists already", "既にあります")])
+                                                           ("en", "exists already", "既にあります")],
+                         ids=["ja", "en"])
 def test_a_refused_change_is_explained_in_the_page_language(gateway: Gateway, browser: Any, shots: Shots,
                                                             language: str, shown: str, hidden: str) -> None:
     assert gateway.admin.post("/admin/v1/agreements", json=NDA).status_code == 201

@@ -122,9 +122,13 @@ export function timeline(a, { width = 640 } = {}) {
     s("title", {}, `${t("agr_term")}: ${iso(start)} – ${iso(termEnd)}`)));
   svg.append(s("rect", { x: x(termEnd), y: 18, width: Math.max(2, x(survivalEnd) - x(termEnd)), height: 18, rx: 4, class: "phase-survival" },
     s("title", {}, `${t("agr_survival")}: ${iso(termEnd)} – ${iso(survivalEnd)}`)));
+  let labelled = -Infinity;
   for (const [d, anchor] of [[start, "start"], [termEnd, "middle"], [survivalEnd, "end"]]) {
     svg.append(s("line", { x1: x(d), x2: x(d), y1: 14, y2: 40, class: "tick" }));
+    const right = anchor === "end" ? x(d) : anchor === "middle" ? x(d) + 34 : x(d) + 68;
+    if (right - 68 < labelled + 6) continue;  // too close to the previous date: its tick and <title> remain
     svg.append(s("text", { x: x(d), y: 54, "text-anchor": anchor, class: "axis" }, iso(d)));
+    labelled = right;
   }
   svg.append(s("line", { x1: x(now), x2: x(now), y1: 8, y2: 44, class: "today" }));
   svg.append(s("text", { x: x(now), y: 72, "text-anchor": x(now) > width - 60 ? "end" : x(now) < 60 ? "start" : "middle", class: "today-label" }, t("agr_today")));
