@@ -226,8 +226,10 @@ class _SqliteStore:
     the commit does not sync, so it runs on the event loop itself: no thread has to win the GIL back
     from a busy loop for each of its statements. With `durable`, the records are acknowledged only
     after the sync thread has `fdatasync`ed the write-ahead log (one call, its GIL released while the
-    disk works): as safe as `synchronous=FULL`, which syncs that same file at every commit. The WAL is
-    checkpointed by the sync thread on its own connection, never on the event loop.
+    disk works): as safe as `synchronous=FULL`, which syncs that same file at every commit. The next
+    batches are written while a sync runs; under load the thread syncs again as soon as it is done,
+    without being woken (each wake-up costs the loop two context switches on its one core). The WAL
+    is checkpointed by the sync thread on its own connection, never on the event loop.
     """
 
     def __init__(self, engine: Engine, durable: bool) -> None:
@@ -237,8 +239,13 @@ class _SqliteStore:
         self._conn: sqlite3.Connection | None = None
         self._wal = False
         self._written = 0
-        self._jobs: queue.SimpleQueue[tuple[asyncio.AbstractEventLoop, asyncio.Future[None] | None, bool] | None] = (
-            queue.SimpleQueue())
+        self._checkpoint = False  # due: the sync thread checkpoints after its next sync
+        # Written, not yet synced: the sync thread takes them all before each `fdatasync`. It is woken
+        # through `_wake` only when it sleeps; under load it syncs again at once, nobody wakes it.
+        self._unsynced: collections.deque[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = (
+            collections.deque())
+        self._sleeping = True
+        self._wake: queue.SimpleQueue[bool] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._fd: int | None = None
         self._inode: int | None = None
@@ -306,40 +313,57 @@ class _SqliteStore:
                     raise _unavailable(TimeoutError("database is locked")) from None
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 0.01)
-        checkpoint = self._wal and self._written >= _CHECKPOINT_RECORDS
-        if checkpoint:
-            self._written = 0
-        if self._wal and self.durable:
-            await self._in_thread(checkpoint)
-        elif checkpoint:
-            self._submit(None, True)
+        if self._wal and self._written >= _CHECKPOINT_RECORDS:
+            self._written, self._checkpoint = 0, True
+            if not self.durable:
+                self._notify()
         return sealed
 
-    def _submit(self, done: asyncio.Future[None] | None, checkpoint: bool) -> None:
+    def synced(self) -> asyncio.Future[None] | None:
+        """A future done once everything written so far is on disk (None: nothing to wait for)."""
+        if not (self._wal and self.durable):
+            return None
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        self._unsynced.append((loop, done))
+        self._notify()
+        return done
+
+    def _notify(self) -> None:
         if self._thread is None:
             self._thread = threading.Thread(target=self._sync_forever, name="shuhi-audit-sync", daemon=True)
             self._thread.start()
-        self._jobs.put((asyncio.get_running_loop(), done, checkpoint))
-
-    async def _in_thread(self, checkpoint: bool) -> None:
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._submit(done, checkpoint)
-        await done
+        if self._sleeping:
+            self._wake.put(True)
 
     def _sync_forever(self) -> None:
-        """The sync thread: `fdatasync` the WAL and wake the loop; then checkpoint when asked."""
+        """The sync thread: `fdatasync` the WAL for whatever was written before, wake the loop; repeat
+        while more was written meanwhile, else sleep. Checkpoints when one is due."""
         checkpointer: sqlite3.Connection | None = None
-        while (job := self._jobs.get()) is not None:
-            loop, done, checkpoint = job
-            if done is not None:
+        while True:
+            if not self._unsynced and not self._checkpoint:
+                self._sleeping = True
+                if not self._unsynced and not self._checkpoint:  # set before looking: no wake is lost
+                    if not self._wake.get():
+                        break
+                self._sleeping = False
+                continue
+            covered = [self._unsynced.popleft() for _ in range(len(self._unsynced))]
+            if covered:
                 error: OSError | None = None
                 try:
                     os.fdatasync(self._wal_fd())
                 except OSError as exc:
                     error = exc
                     self._close_fd()
-                loop.call_soon_threadsafe(_settle, done, error)
-            if checkpoint:
+                by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+                for loop, done in covered:
+                    by_loop.setdefault(loop, []).append(done)
+                for loop, futures in by_loop.items():
+                    with contextlib.suppress(RuntimeError):  # a loop closed meanwhile
+                        loop.call_soon_threadsafe(_settle_all, futures, error)
+            if self._checkpoint:
+                self._checkpoint = False
                 try:
                     checkpointer = checkpointer or sqlite3.connect(self.path, timeout=5, check_same_thread=False)
                     checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
@@ -366,19 +390,20 @@ class _SqliteStore:
 
     async def aclose(self) -> None:
         if self._thread is not None:
-            self._jobs.put(None)
+            self._wake.put(False)
             await asyncio.to_thread(self._thread.join)
             self._thread = None
         self.drop()
 
 
-def _settle(done: asyncio.Future[None], error: BaseException | None) -> None:
-    if done.done():
-        return
-    if error is None:
-        done.set_result(None)
-    else:
-        done.set_exception(_unavailable(error))
+def _settle_all(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:
+    for done in futures:
+        if done.done():
+            continue
+        if error is None:
+            done.set_result(None)
+        else:
+            done.set_exception(_unavailable(error))
 
 
 def _pg_insert(literal: Callable[[bytes], bytes], rows: list[tuple[Any, ...]], tags: list[tuple[str, int]],
@@ -490,6 +515,10 @@ class _PostgresStore:
                 await self._conn.close()
             self._conn = None
 
+    def synced(self) -> None:
+        """Nothing to wait for: a commit is durable when it returns."""
+        return None
+
     async def aclose(self) -> None:
         await self.drop()
 
@@ -535,6 +564,8 @@ class AuditLog:
         self._closed = False
         self._waiting = 0  # appends not yet resumed: `aclose` returns once each has its answer
         self._answered: asyncio.Event | None = None
+        self._syncing = 0  # batches written, waiting for the disk
+        self._synced: asyncio.Event | None = None
 
     @property
     def queued(self) -> int:
@@ -630,6 +661,9 @@ class AuditLog:
         if self._task is not None:
             self._kick()
             await self._task
+        if self._syncing:
+            self._synced = asyncio.Event()
+            await self._synced.wait()
         if self._waiting:
             self._answered = asyncio.Event()
             await self._answered.wait()
@@ -663,11 +697,33 @@ class AuditLog:
             await self._commit(batch)
 
     async def _commit(self, batch: _Batch) -> None:
+        """Write the batch; its callers are answered once it is durable (SQLite: when the sync thread
+        has synced it, while the next batches are written)."""
+        synced: asyncio.Future[None] | None = None
         try:
             results = await _each_async(self._store.write, batch.records)
+            if any(not isinstance(r, AuditUnavailable) for r in results):
+                synced = self._store.synced()
         except Exception as exc:  # a bug must not leave appends waiting, nor kill the writer
             results = [_unavailable(exc)] * len(batch.records)
         self.batches += 1
+        if synced is None:
+            self._answer(batch, results)
+            return
+        self._syncing += 1
+        synced.add_done_callback(lambda done: self._after_sync(batch, results, done))
+
+    def _after_sync(self, batch: _Batch, results: list[Record | AuditUnavailable],
+                    done: asyncio.Future[None]) -> None:
+        self._syncing -= 1
+        error = done.exception()
+        if isinstance(error, AuditUnavailable):  # written, not known to be on disk: refused, yet maybe on record
+            results = [error] * len(results)
+        self._answer(batch, results)
+        if self._syncing == 0 and self._synced is not None:
+            self._synced.set()
+
+    def _answer(self, batch: _Batch, results: list[Record | AuditUnavailable]) -> None:
         failed = [r for r in results if isinstance(r, AuditUnavailable)]
         self.records += len(results) - len(failed)
         if batch.timer is not None:
