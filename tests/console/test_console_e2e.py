@@ -9,6 +9,7 @@ material, from the console alone.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 import re
@@ -119,10 +120,31 @@ def test_register_consent_audit_export_verify_destroy(gateway: Gateway, browser:
         form.locator("button[type=submit]").click()
         page.wait_for_selector("tr.row-provisional")
         assert words["days_left"] in page.locator("tr.row-provisional").inner_text()
+        # The written notice of the oral disclosure arrives (Article 2(1)(6)).
+        page.click('tr.row-provisional [data-action="confirm-notice"]')
+        page.locator("dialog [name=on]").fill(dt.date.today().isoformat())
+        page.locator("dialog button[type=submit]").click()
+        expect(page.locator("tr.row-provisional")).to_have_count(0)
+        # An exclusion (Article 2(2)) and a record set matched as exact data.
+        exclusion = page.locator('[data-form="exclusion"]')
+        exclusion.locator("[name=text]").fill("蒸留は広く知られた手法であり、教師モデルの出力を生徒モデルが模倣する。")
+        exclusion.locator("[name=reason]").select_option("public_at_disclosure")
+        exclusion.locator("button[type=submit]").click()
+        page.wait_for_selector("tr[data-exclusion]")
+        records = page.locator('[data-form="record-set"]')
+        records.locator("input[type=file]").set_input_files([{"name": "customers.csv", "mimeType": "text/csv",
+            "buffer": "氏名,メール,電話\n山田太郎,taro@example.co.jp,03-1234-5678\n佐藤花子,hanako@example.jp,06-9876-5432\n"
+                      .encode()}])
+        records.locator("[name=columns]").fill("氏名, メール")
+        records.locator("button[type=submit]").click()
+        page.wait_for_selector("tr[data-record-set]")
+        assert "customers.csv" in page.inner_text("tr[data-record-set]")
         items = gateway.admin.get(f"/admin/v1/agreements/{nda}/items").json()["data"]
         assert sorted(i["title"] for i in items) == sorted(["Aurora 設計書", "borealis-spec.txt", "borealis-notes.md",
                                                            "口頭説明メモ"])
         assert all(i["fingerprints"] > 0 for i in items)
+        assert [i["written_notice_at"][:10] for i in items if i["provisional"]] == [dt.date.today().isoformat()]
+        assert gateway.admin.get(f"/admin/v1/agreements/{nda}/record-sets").json()["data"][0]["rows"] == 2
         for item in items:  # the fingerprint counts shown are the stored ones
             assert f"{item['fingerprints']:,}" in page.locator(f'tr[data-item="{item["id"]}"]').inner_text()
         shots(page, "material")
@@ -232,6 +254,17 @@ def test_register_consent_audit_export_verify_destroy(gateway: Gateway, browser:
         go(page, "destinations")
         assert "fake-openai" in page.inner_text("main")
         shots(page, "destinations")
+
+        # Revoke the consent: the employee's call needs consent again.
+        go(page, "consents")
+        page.click('tr[data-consent] [data-action="revoke"]')
+        page.locator("dialog button[type=submit]").click()
+        expect(page.locator('tr[data-consent] [data-action="revoke"]')).to_have_count(0)
+        assert all(c["revoked_at"] for c in gateway.admin.get("/admin/v1/consents").json()["data"])
+        with pytest.raises(openai.PermissionDeniedError) as again:
+            client.chat.completions.create(model="gpt-4o-mini", messages=ask(EXCERPT))
+        assert isinstance(again.value.body, dict) and again.value.body["code"] == "consent_required"
+        shots(page, "consent-revoked")
 
         # Amend and terminate the agreement; the timeline follows.
         go(page, f"agreements/{nda}")

@@ -6,6 +6,7 @@ from typing import Any
 
 import openai
 import pytest
+from playwright.sync_api import expect
 import sqlalchemy as sa
 
 from gateway.storage.audit_log import audit_log
@@ -70,6 +71,19 @@ def test_each_role_sees_only_what_it_may_do(gateway: Gateway, browser: Any, shot
         go(page, "keys")
         assert page.locator('[data-action="issue-key"]').count() == 0
         shots(page, "auditor-keys")
+        page.click("nav.sidebar button.btn-ghost")
+
+        # Legal staff reject the request in two clicks, with a reason.
+        sign_in(page, gateway, token_for(gateway, "legal"))
+        go(page, "consents")
+        card = page.locator(f'[data-request="{pending}"]')
+        card.locator('[data-action="reject"]').click()
+        card.locator("[name=reason]").fill("Outside the purpose of the agreement")
+        card.locator('[data-action="confirm-reject"]').click()
+        expect(page.locator(f'[data-request="{pending}"]')).to_have_count(0)
+        assert "Rejected" in page.inner_text("main") and "Outside the purpose" in page.inner_text("main")
+        assert gateway.admin.get(f"/admin/v1/consent-requests/{pending}").json()["status"] == "rejected"
+        shots(page, "legal-rejected")
         assert errors == []
     finally:
         context.close()

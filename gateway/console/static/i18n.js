@@ -73,6 +73,7 @@ const WORDS = {
   mat_disclosed_at: ["開示日", "Disclosed on"],
   mat_notice_due: ["書面通知の期限まで", "Until written notice is due"],
   mat_days_left: ["あと {n} 日", "{n} days left"], mat_overdue: ["期限切れ（{n} 日超過）", "Overdue by {n} days"],
+  mat_notice_on: ["書面通知の日付", "Date of the written notice"],
   mat_confirm_notice: ["書面通知を記録", "Record written notice"], mat_notice_recorded: ["書面通知済み", "Written notice given"],
   mat_exclusions: ["除外（第2条第2項）", "Exclusions (Article 2(2))"],
   mat_exclusion_text: ["除外する文（公知の情報など）", "Text to exclude (public information, etc.)"],

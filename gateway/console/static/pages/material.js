@@ -25,11 +25,11 @@ function noticeCell(item, ctx, reload) {
   return h("div", { class: "stack" },
     badge(left < 0 ? t("mat_overdue", { n: -left }) : t("mat_days_left", { n: left }), tone),
     ctx.can("material") && left >= 0 ? button(t("mat_confirm_notice"), async () => {
-      const values = await dialog(t("mat_confirm_notice"), field(t("mat_disclosed_at"), input("on", { type: "date", required: true, value: todayISO() })));
+      const values = await dialog(t("mat_confirm_notice"), field(t("mat_notice_on"), input("on", { type: "date", required: true, value: todayISO() })));
       if (!values) return;
       try { await api.patch(`/admin/v1/items/${item.id}`, { written_notice_at: `${values.on}T00:00:00Z` }); toast(t("saved")); reload(); }
       catch (error) { toast(error.message, "bad"); }
-    }, { class: "btn btn-small" }) : null);
+    }, { class: "btn btn-small", "data-action": "confirm-notice" }) : null);
 }
 
 function categorySelect() { return select("category", CATEGORIES.map((c) => [c, t(`cat_${c}`)]), { required: true }); }
@@ -71,13 +71,13 @@ export async function render(view, ctx) {
       { label: t("mat_reason"), cell: (e) => t(`reason_${e.reason}`) },
       { label: t("mat_fingerprints"), class: "num", cell: (e) => number(e.fingerprints) },
       { label: t("created_at"), cell: (e) => date(e.created_at) },
-    ], exclusions.data));
+    ], exclusions.data, { rowAttrs: (e) => ({ "data-exclusion": e.id }) }));
     clear(recordSetsBox).append(table([
       { label: t("mat_files"), cell: (r) => r.filename || r.id },
       { label: t("mat_columns"), cell: (r) => r.columns.join(", ") },
       { label: t("mat_rows"), class: "num", cell: (r) => number(r.rows) },
       { label: t("mat_min_cells"), class: "num", cell: (r) => r.min_cells },
-    ], recordSets.data));
+    ], recordSets.data, { rowAttrs: (r) => ({ "data-record-set": r.id }) }));
   };
   view.append(itemsBox);
   if (writable) view.append(h("div", { class: "grid-2" }, textForm(base, reload), uploadForm(base, reload)));
@@ -152,7 +152,7 @@ function uploadForm(base, reload) {
 }
 
 function exclusionForm(base, reload) {
-  const form = h("form", { class: "form-grid", onsubmit: async (event) => {
+  const form = h("form", { class: "form-grid", "data-form": "exclusion", onsubmit: async (event) => {
     event.preventDefault();
     const v = Object.fromEntries(new FormData(form).entries());
     try { await api.post(`${base}/exclusions`, { text: v.text, reason: v.reason }); toast(t("saved")); form.reset(); reload(); }
@@ -166,7 +166,7 @@ function exclusionForm(base, reload) {
 
 function recordSetForm(base, reload) {
   const file = input("file", { type: "file", accept: ".csv,.xlsx,.xlsm", required: true });
-  const form = h("form", { class: "form-grid", onsubmit: async (event) => {
+  const form = h("form", { class: "form-grid", "data-form": "record-set", onsubmit: async (event) => {
     event.preventDefault();
     const v = Object.fromEntries(new FormData(form).entries());
     const data = new FormData();
