@@ -27,7 +27,7 @@ CERTIFICATE_STYLE = "'sha256-" + base64.b64encode(hashlib.sha256(CERTIFICATE_CSS
 SECURITY = {
     "content-security-policy": f"default-src 'self'; script-src 'self'; style-src 'self' {CERTIFICATE_STYLE}; "
                                "img-src 'self' data:; "
-                               "connect-src 'self'; frame-src blob:; object-src 'none'; base-uri 'none'; "
+                               "connect-src 'self'; object-src 'none'; base-uri 'none'; "
                                "form-action 'none'; frame-ancestors 'none'",
     "x-content-type-options": "nosniff",
     "referrer-policy": "no-referrer",
