@@ -85,6 +85,7 @@ const WORDS = {
   reason_independently_developed: ["独自に開発", "Independently developed"],
   mat_record_sets: ["データ表（完全一致）", "Record sets (exact data)"],
   mat_record_file: ["CSV または XLSX", "CSV or XLSX"], mat_columns: ["照合する列名（カンマ区切り）", "Columns to match (comma-separated)"],
+  mat_columns_short: ["照合する列", "Matched columns"], mat_file: ["ファイル", "File"], mat_cells: ["必要セル数", "Cells"],
   mat_min_cells: ["一致に必要なセル数", "Cells a match needs"], mat_rows: ["行数", "Rows"],
   mat_add_record_set: ["データ表を登録", "Register record set"],
   mat_remove: ["削除", "Remove"], mat_remove_confirm: ["この資料の指紋を削除します。", "This removes the item's fingerprints."],

@@ -73,10 +73,10 @@ export async function render(view, ctx) {
       { label: t("created_at"), cell: (e) => date(e.created_at) },
     ], exclusions.data, { rowAttrs: (e) => ({ "data-exclusion": e.id }) }));
     clear(recordSetsBox).append(table([
-      { label: t("mat_files"), cell: (r) => r.filename || r.id },
-      { label: t("mat_columns"), cell: (r) => r.columns.join(", ") },
+      { label: t("mat_file"), cell: (r) => r.filename || r.id },
+      { label: t("mat_columns_short"), cell: (r) => r.columns.join(", ") },
       { label: t("mat_rows"), class: "num", cell: (r) => number(r.rows) },
-      { label: t("mat_min_cells"), class: "num", cell: (r) => r.min_cells },
+      { label: t("mat_cells"), class: "num", cell: (r) => r.min_cells },
     ], recordSets.data, { rowAttrs: (r) => ({ "data-record-set": r.id }) }));
   };
   view.append(itemsBox);
