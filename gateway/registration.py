@@ -23,6 +23,7 @@ from sqlalchemy import Engine
 
 from gateway.convert import to_text
 from gateway.detection.accumulate import PrincipalWindow
+from gateway.detection.fingerprint import FINGERPRINT_SCHEME
 from gateway.detection.registry import Registry
 from gateway.domain import Category, Match, TextPart
 from gateway.errors import UnprocessableEntity
@@ -65,6 +66,8 @@ class RegistryService:
         self.lock = ReadWriteLock()
         self._applied: set[str] = set()
         self._matchable: set[str] = set()  # items and record sets: while empty, nothing can match
+        # items fingerprinted under an older scheme (id -> agreement): they cannot match until registered again
+        self.stale: dict[str, str] = {}
 
     # -- reading -------------------------------------------------------------------------------------
     def scan(self, parts: Sequence[TextPart]) -> list[Match]:
@@ -111,6 +114,7 @@ class RegistryService:
                     with self.lock.writing():
                         self._apply_item(row)
             elif kind == "item_removed":
+                self.stale.pop(object_id, None)
                 with self.lock.writing():
                     self.registry.remove_item(object_id)
                 self._applied.discard(object_id)
@@ -126,6 +130,8 @@ class RegistryService:
                     with self.lock.writing():
                         self._apply_record_set(row)
             elif kind == "agreement_destroyed":
+                for item_id in [i for i, a in self.stale.items() if a == event.agreement_id]:
+                    del self.stale[item_id]
                 with self.lock.writing():
                     for removed in self.registry.remove_agreement(event.agreement_id):
                         self._matchable.discard(removed)
@@ -135,7 +141,11 @@ class RegistryService:
     def _apply_item(self, row: Any) -> None:
         if row.id in self._applied:
             return
-        if row.fingerprint_count:
+        if row.fingerprint_count and row.fingerprint_scheme != FINGERPRINT_SCHEME:
+            self.stale[row.id] = row.agreement_id  # /readyz turns red: registered material that cannot be found is unprotected
+            log.error("item %s was fingerprinted under scheme %s, this gateway uses %s: register it again",
+                      row.id, row.fingerprint_scheme, FINGERPRINT_SCHEME)
+        elif row.fingerprint_count:
             self.registry.load_item(row.id, row.agreement_id, row.category, row.fingerprints)
         if row.terms is not None:
             terms = orjson.loads(unseal(self.secret, row.terms, TERMS))
@@ -183,7 +193,7 @@ class RegistryService:
             "category": material.category.value, "source": _source(material), "filename": material.filename,
             "provisional": provisional, "disclosed_at": disclosed_at, "written_notice_at": material.written_notice_at,
             "derived_from": material.derived_from, "chars": len(text), "sha256": digest,
-            "fingerprint_count": count, "fingerprints": fingerprints,
+            "fingerprint_count": count, "fingerprints": fingerprints, "fingerprint_scheme": FINGERPRINT_SCHEME,
             "terms": seal(self.secret, orjson.dumps(terms), TERMS) if terms else None, "term_count": len(terms)})
         with self.lock.writing():
             if item_id not in self._applied:  # else the refresh loop loaded it from the store already
@@ -214,6 +224,7 @@ class RegistryService:
     def remove_item(self, item_id: str) -> dict[str, Any] | None:
         removed = store.delete_item(self.engine, item_id)
         if removed is not None:
+            self.stale.pop(item_id, None)
             with self.lock.writing():
                 self.registry.remove_item(item_id)
             self._applied.discard(item_id)

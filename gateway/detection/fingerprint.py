@@ -130,6 +130,12 @@ class WinnowParams:
 TEXT_PARAMS = WinnowParams(gram_weight=36, window=4, cjk_weight=2)
 CODE_PARAMS = WinnowParams(gram_weight=28, window=4)
 
+# Stored fingerprints match only fingerprints made the same way. Raise this whenever normalization, the
+# gram and window sizes, code tokenization or the idiom filter change: items stored under an older scheme
+# can no longer be found, and since their text is never kept they must be registered again.
+# 1: before versioning (k 24/12, w 4 text; 12 code tokens). 2: k 36/18 text, 28 code tokens, NFD kana folding.
+FINGERPRINT_SCHEME = 2
+
 
 @dataclass(frozen=True, slots=True)
 class Fingerprints:

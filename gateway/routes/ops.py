@@ -63,6 +63,10 @@ async def readyz(request: Request) -> Response:
                             "Redis に接続できないため利用上限を確認できません")
         elif redis_problem:
             degraded.append(f"redis: not reachable ({redis_problem}); changes arrive by polling the store")
+    stale = len(services.registry.stale)
+    if stale:
+        problems.append(f"registry: {stale} items were fingerprinted under an older scheme and cannot be found; "
+                        f"register them again / 旧方式で登録された資料が {stale} 件あり検出できません。再登録してください")
     forwarder = state.ports.forwarder
     for destination in state.ports.router.destinations:
         missing = forwarder.missing_key(destination)

@@ -104,6 +104,7 @@ def item_json(row: Any) -> dict[str, Any]:
         "disclosed_at": _iso(row.disclosed_at), "written_notice_at": _iso(row.written_notice_at),
         "derived_from": row.derived_from, "chars": row.chars, "sha256": row.sha256,
         "fingerprints": row.fingerprint_count, "terms": row.term_count, "created_at": _iso(row.created_at),
+        "fingerprint_scheme": row.fingerprint_scheme,
     }
 
 

@@ -99,6 +99,7 @@ items = Table(
     Column("terms", LargeBinary, nullable=True),  # terms encrypted under the deployment secret
     Column("term_count", Integer, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("fingerprint_scheme", Integer, nullable=False, server_default="1"),  # see detection.FINGERPRINT_SCHEME
 )
 
 exclusions = Table(
