@@ -100,9 +100,13 @@ def refused(gateway: Gateway, key: str, text: str) -> str:
 
 
 def passes(gateway: Gateway, key: str, text: str) -> None:
+    """Forwarded, unmarked, and decided on no match of the destroyed agreement (personal data in the text
+    may still be redacted under Article 2(1)(4): that is the PII policy, not the destroyed material)."""
     raw = chat(gateway, key, "gpt-4o-mini", text)
-    assert raw.headers["x-gateway-decision"] == "allow" and "x-confidential" not in raw.headers
+    assert raw.headers["x-gateway-decision"] in ("allow", "redact") and "x-confidential" not in raw.headers
     assert "confidentiality" not in raw.http_response.json()
+    decided = gateway.admin.get("/admin/v1/audit", params={"agreement_id": NDA["id"], "kind": "decision", "limit": 1000}).json()
+    assert raw.headers["x-gateway-decision-id"] not in {r["id"] for r in decided["data"]}
 
 
 def register(gateway: Gateway) -> dict[str, Any]:
