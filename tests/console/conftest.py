@@ -19,8 +19,10 @@ SCREENSHOTS = Path(os.environ.get("SHUHI_SCREENSHOTS", Path(__file__).parent / "
 LOCALES = {"ja": "ja-JP", "en": "en-US"}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
+    """Shared by the console tests, and stopped after them: Playwright's sync API keeps an event loop
+    running in the main thread while it lives, which later tests' `asyncio.run` would trip over."""
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium); .ci/test does")
     from playwright.sync_api import sync_playwright
