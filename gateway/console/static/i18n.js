@@ -162,6 +162,9 @@ const WORDS = {
   aud_span: ["範囲", "Span"], aud_item: ["資料", "Item"], aud_detail: ["記録の詳細", "Record details"],
   aud_no_records: ["該当する記録はありません。", "No matching records."], aud_older: ["古い記録", "Older"],
   aud_newer: ["次のページ", "Next page"], aud_action: ["操作", "Action"], aud_actor: ["実行者", "Actor"],
+  aud_model: ["モデル", "Model"], aud_decision_id: ["判定 ID", "Decision ID"], aud_status: ["接続先の応答", "Upstream status"],
+  aud_latency: ["所要時間", "Latency"], aud_target: ["対象", "Target"], aud_consent: ["同意・同意依頼", "Consent"],
+  aud_hash: ["ハッシュ", "Hash"],
   aud_code: ["理由コード", "Code"], aud_endpoint: ["エンドポイント", "Endpoint"], aud_chars: ["{n} 文字", "{n} chars"],
   kind_decision: ["判定", "Decision"], kind_outcome: ["結果", "Outcome"], kind_admin: ["管理操作", "Admin change"],
   // destruction

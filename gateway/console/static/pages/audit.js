@@ -42,12 +42,12 @@ function details(r) {
   const rows = [
     [t("aud_seq"), r.seq], ["ID", h("code", {}, r.id)], [t("aud_when"), time(r.at)], [t("aud_kind"), t(`kind_${r.kind}`)],
     [t("aud_principal"), r.principal], [t("aud_endpoint"), r.endpoint], [t("con_destination"), r.destination],
-    ["model", r.model], [t("aud_decision"), r.decision ? decisionBadge(r.decision) : null], [t("aud_code"), r.code],
+    [t("aud_model"), r.model], [t("aud_decision"), r.decision ? decisionBadge(r.decision) : null], [t("aud_code"), r.code],
     [t("aud_articles"), (r.articles || []).join(", ")], [t("con_agreement"), (r.agreements || []).join(", ")],
     [t("aud_matches"), r.matches && r.matches.length ? spans(r.matches) : null],
-    ["decision_id", r.decision_id], ["status", r.upstream_status], ["latency", r.latency_ms != null ? `${r.latency_ms} ms` : null],
-    [t("aud_action"), r.action], [t("aud_actor"), r.actor ? `${r.actor} (${r.actor_role})` : null], ["target", r.target],
-    ["consent", r.consent_id || r.consent_request_id], ["hash", h("code", { class: "hash" }, r.hash)],
+    [t("aud_decision_id"), r.decision_id], [t("aud_status"), r.upstream_status], [t("aud_latency"), r.latency_ms != null ? `${Math.round(r.latency_ms * 10) / 10} ms` : null],
+    [t("aud_action"), r.action], [t("aud_actor"), r.actor ? `${r.actor} (${r.actor_role})` : null], [t("aud_target"), r.target],
+    [t("aud_consent"), r.consent_id || r.consent_request_id], [t("aud_hash"), h("code", { class: "hash" }, r.hash)],
   ].filter(([, v]) => v !== null && v !== undefined && v !== "");
   return h("dl", { class: "facts", "data-record": r.id }, rows.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
 }
