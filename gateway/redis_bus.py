@@ -96,11 +96,14 @@ class ChangeBus:
         while True:
             await self._publish.wait()
             self._publish.clear()
-            try:
-                await self.client.publish(self.channel, b"1")
-                self.published += 1
-            except Exception as exc:  # other replicas find the change by polling the store
-                self._failed(exc)
+            for attempt in (1, 2):  # a pooled connection Redis dropped while away fails once, then reconnects
+                try:
+                    await self.client.publish(self.channel, b"1")
+                    self.published += 1
+                    break
+                except Exception as exc:  # other replicas find the change by polling the store
+                    if attempt == 2:
+                        self._failed(exc)
 
     async def _listener(self) -> None:
         while True:

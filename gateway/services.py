@@ -99,7 +99,10 @@ def bootstrap_admin(engine: Any, secret: bytes, settings: Settings) -> None:
     """`SHUHI_ADMIN_TOKEN` is always valid; with none given and no token stored, one is generated and shown once."""
     if settings.admin_token is not None:
         token = settings.admin_token.get_secret_value()
-        admin_tokens.ensure_token(engine, "admin", keyed_hash(secret, token), token_id_for(secret, token))
+        try:
+            admin_tokens.ensure_token(engine, "admin", keyed_hash(secret, token), token_id_for(secret, token))
+        except IntegrityError:  # another replica starting at the same moment stored it: it is there now
+            admin_tokens.ensure_token(engine, "admin", keyed_hash(secret, token), token_id_for(secret, token))
     elif admin_tokens.count_tokens(engine) == 0:
         token = new_admin_token()
         admin_tokens.create_token(engine, "admin", keyed_hash(secret, token))

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from tests.test_articles_e2e import DESIGN, EXCERPT, NDA
 from tests.test_replicas_processes import (  # noqa: F401  (fixtures)
-    ADMIN, BAR_SECONDS, Cluster, Load, call, cluster, decision_records, lag_on_all, own_upstream,
+    ADMIN, BAR_SECONDS, Cluster, Load, call, cluster, decision_records, embed, lag_on_all, own_upstream,
 )
 
 FORWARDING = ("allow", "allow_marked", "redact")
@@ -88,10 +88,10 @@ def test_replicas_under_provider_and_client_faults(cluster: Cluster) -> None:
             assert all(vanishing(url, load_key) in (200, 500, 502, 504) for url in c.urls)
             time.sleep(1.0)
         with httpx.Client(timeout=10) as client:
-            assert call(client, c.urls[2], key, EXCERPT).status_code in (200, 500, 502, 504)
+            assert embed(client, c.urls[2], key, EXCERPT).status_code in (200, 500, 502, 504)
         c.admin(2, "DELETE", f"/admin/v1/consents/{consent['id']}")
         revoked = time.monotonic()
-        lags = lag_on_all(c.urls, lambda client, url: call(client, url, key, EXCERPT).status_code == 403, revoked)
+        lags = lag_on_all(c.urls, lambda client, url: embed(client, url, key, EXCERPT).status_code == 403, revoked)
         time.sleep(max(0.0, revoked + BAR_SECONDS - time.monotonic()))
         with concurrent.futures.ThreadPoolExecutor(6) as pool, httpx.Client(timeout=10) as client:
             after = list(pool.map(lambda i: call(client, c.urls[i % 3], key, EXCERPT, stream=i % 2 == 0,
