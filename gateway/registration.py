@@ -146,7 +146,8 @@ class RegistryService:
             log.error("item %s was fingerprinted under scheme %s, this gateway uses %s: register it again",
                       row.id, row.fingerprint_scheme, FINGERPRINT_SCHEME)
         elif row.fingerprint_count:
-            self.registry.load_item(row.id, row.agreement_id, row.category, row.fingerprints)
+            self.registry.load_item(row.id, row.agreement_id, row.category, row.fingerprints,
+                                    derived=row.derived_from is not None)
         if row.terms is not None:
             terms = orjson.loads(unseal(self.secret, row.terms, TERMS))
             self.registry.add_terms(row.id, row.agreement_id, row.category, terms)
@@ -179,8 +180,12 @@ class RegistryService:
             stats = scratch.add_item(item_id, agreement_id, material.category, text, source_code=source_code,
                                      filename=material.filename)
             fingerprints, count = scratch.item_fingerprints(item_id), stats.fingerprints
+            if material.derived_from is not None:
+                with self.lock.reading():
+                    fingerprints = self.registry.novel_fingerprints(agreement_id, fingerprints)
+                count = len(fingerprints) // 8
         terms = [t.strip() for t in material.terms if t.strip()]
-        if not count and not terms:
+        if not count and not terms and material.derived_from is None:  # an answer may add nothing new: kept
             raise UnprocessableEntity(
                 "登録できる内容がありません（本文が短すぎるか空です）。 / Nothing to register: the text is empty or "
                 "too short to fingerprint, and no terms were given.", code="empty_material")
@@ -198,7 +203,8 @@ class RegistryService:
         with self.lock.writing():
             if item_id not in self._applied:  # else the refresh loop loaded it from the store already
                 if count:
-                    self.registry.load_item(item_id, agreement_id, material.category, fingerprints)
+                    self.registry.load_item(item_id, agreement_id, material.category, fingerprints,
+                                            derived=material.derived_from is not None)
                 if terms:
                     self.registry.add_terms(item_id, agreement_id, material.category, terms)
                 self._applied.add(item_id)

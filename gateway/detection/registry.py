@@ -125,12 +125,13 @@ def _category(category: Category | str) -> str:
     return category.value if isinstance(category, Category) else str(category)
 
 
-def _items_sharing(values: UInt64Array, slots: npt.NDArray[np.uint32]) -> npt.NDArray[np.int64]:
-    """For each hit (value, slot), how many distinct items hold its value.
+def _items_sharing(values: UInt64Array, slots: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """For each hit (value, share key), how many distinct share keys hold its value.
 
     Boilerplate is a fingerprint many *items* share; the same passage pasted
     twelve times into one request, or spread over nine messages, repeats a
-    fingerprint of one item and must still be found.
+    fingerprint of one item and must still be found. The caller passes share
+    keys, not slots: all derived items of one agreement count as one item.
     """
     if values.shape[0] == 0:
         return np.zeros(0, np.int64)
@@ -254,6 +255,12 @@ class Registry:
         self.index = FingerprintIndex()
         self._items: list[_Item | None] = []
         self._slots: dict[str, int] = {}
+        # Who a slot counts as when deciding boilerplate: itself, or (derived items) its agreement's derived
+        # group. Answers generated from an excerpt repeat it; counted one by one, a few of them would make
+        # the excerpt "shared by many items" and hide it (Article 4(3) outputs diluting their own source).
+        self._share_keys: list[int] = []
+        self._share_array: npt.NDArray[np.int64] | None = None
+        self._derived_groups: dict[str, int] = {}
         self._code_items = 0
         self._exclusions: dict[str, tuple[str | None, UInt64Array]] = {}
         self._exclusion_sets: dict[str | None, UInt64Array] | None = None
@@ -262,7 +269,8 @@ class Registry:
 
     # -- registration ------------------------------------------------------
     def add_item(self, item_id: str, agreement_id: str, category: Category | str, text: str, *,
-                 source_code: bool = False, language: str | None = None, filename: str | None = None) -> ItemStats:
+                 source_code: bool = False, language: str | None = None, filename: str | None = None,
+                 derived: bool = False) -> ItemStats:
         """Register an item's text; source code also gets the token channel.
 
         `language` (a Pygments alias) or `filename` lets Pygments strip the
@@ -277,18 +285,25 @@ class Registry:
             code_prints = self.fingerprinter.code(strip_comments(text, language, filename))
             values.append(code_prints.values)
             code_count = int(sorted_unique(code_prints.values).shape[0])
-        self._store(item_id, agreement_id, category, np.concatenate(values))
+        self._store(item_id, agreement_id, category, np.concatenate(values), derived)
         return ItemStats(item_id=item_id, fingerprints=self.index.item_count(self._slots[item_id]), chars=len(text),
                          sha256=hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest(),
                          code_fingerprints=code_count)
 
-    def _store(self, item_id: str, agreement_id: str, category: Category | str, values: UInt64Array) -> None:
+    def _store(self, item_id: str, agreement_id: str, category: Category | str, values: UInt64Array,
+               derived: bool = False) -> None:
         values = sorted_unique(values)
         channels = values >> np.uint64(62)
         counts = (int(np.count_nonzero(channels == CHANNEL_TEXT)), int(np.count_nonzero(channels == CHANNEL_CODE)))
         slot = len(self._items)
         self._items.append(_Item(item_id, agreement_id, _category(category), counts))
         self._slots[item_id] = slot
+        if derived:  # negative keys never meet a slot number
+            key = self._derived_groups.setdefault(agreement_id, -1 - len(self._derived_groups))
+        else:
+            key = slot
+        self._share_keys.append(key)
+        self._share_array = None
         self.index.add(slot, values)
         if counts[1]:
             self._code_items += 1
@@ -302,11 +317,35 @@ class Registry:
         slot = self._slots.get(item_id)
         return self.index.item_count(slot) if slot is not None else 0
 
-    def load_item(self, item_id: str, agreement_id: str, category: Category | str, fingerprints: bytes) -> None:
+    def load_item(self, item_id: str, agreement_id: str, category: Category | str, fingerprints: bytes, *,
+                  derived: bool = False) -> None:
         """Restore an item from persisted fingerprints, without its text."""
         if item_id in self._slots:
             raise ValueError("item already registered")
-        self._store(item_id, agreement_id, category, from_bytes(fingerprints))
+        self._store(item_id, agreement_id, category, from_bytes(fingerprints), derived)
+
+    def novel_fingerprints(self, agreement_id: str, fingerprints: bytes) -> bytes:
+        """Those of `fingerprints` that no live item of the agreement holds yet.
+
+        A derived item (Article 4(3)) is an answer generated from the agreement's material; what it repeats
+        of that material is found through the source items already, so it keeps only what is new. Stored
+        whole, every echo of an excerpt would add one more holder of its fingerprints until they count as
+        boilerplate and the excerpt itself is no longer found.
+        """
+        values = from_bytes(fingerprints)
+        hits = self.index.lookup(values)
+        held = [q for q, s in zip(hits.queries.tolist(), hits.slots.tolist(), strict=True)
+                if (item := self._items[s]) is not None and item.agreement_id == agreement_id]
+        if not held:
+            return fingerprints
+        keep = np.ones(values.shape[0], bool)
+        keep[held] = False
+        return to_bytes(values[keep])
+
+    def _share_key_array(self) -> npt.NDArray[np.int64]:
+        if self._share_array is None:
+            self._share_array = np.asarray(self._share_keys, np.int64)
+        return self._share_array
 
     def remove_item(self, item_id: str) -> bool:
         """Stop matching an item (fingerprints and terms); returns whether it was known."""
@@ -422,7 +461,7 @@ class Registry:
         ends = np.concatenate([p.ends for _, _, p in chunks])
         hit_values = values[hits.queries]
         # Boilerplate: held by too many items, or found in the background corpus.
-        common = _items_sharing(hit_values, hits.slots) > self.max_item_share
+        common = _items_sharing(hit_values, self._share_key_array()[hits.slots]) > self.max_item_share
         if self._background.shape[0]:
             common |= _member(hit_values, self._background)
         # Exclusions, one vectorised test per agreement present.
