@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from gateway.domain import Endpoint
+from gateway.sse import event_fields, split_events
 
 CONFIDENTIAL = "x-confidential"
 CONFIDENTIAL_AGREEMENTS = "x-confidential-agreements"
@@ -171,28 +172,15 @@ class StreamWatcher:
 
     def feed(self, chunk: bytes) -> bytes:
         """The complete events in `chunk` (plus what was buffered), possibly with the closing one rewritten."""
-        self._buffer += chunk
-        out: list[bytes] = []
-        while True:
-            cut = self._buffer.find(b"\n\n")
-            if cut < 0:
-                break
-            event, self._buffer = self._buffer[: cut + 2], self._buffer[cut + 2:]
-            out.append(self._event(event))
-        return b"".join(out)
+        events, self._buffer = split_events(self._buffer + chunk)
+        return b"".join([self._event(event) for event in events])
 
     def flush(self) -> bytes:
         rest, self._buffer = self._buffer, b""
         return rest
 
     def _event(self, raw: bytes) -> bytes:
-        name: str | None = None
-        data_line: bytes | None = None
-        for line in raw.replace(b"\r\n", b"\n").split(b"\n"):
-            if line.startswith(b"event:"):
-                name = line[6:].strip().decode(errors="replace")
-            elif line.startswith(b"data:"):
-                data_line = line[5:].strip()
+        name, data_line = event_fields(raw)
         if not data_line or data_line == b"[DONE]" or self.closed:
             return raw
         try:
