@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from gateway.domain import Match
@@ -40,8 +40,11 @@ def placeholder(match: Match, number: int) -> str:
     return f"[REDACTED:{owner}:{match.kind}:{number}]"
 
 
-def redact(payload: dict[str, Any], matches: Iterable[Match]) -> int:
-    """Replace every matched span in `payload` in place; returns how many spans were replaced."""
+def replace_spans(payload: dict[str, Any], matches: Iterable[Match],
+                  replacement: Callable[[Match, str, int], str]) -> int:
+    """Replace every matched span in `payload` in place by `replacement(match, original, n)`, n counting
+    from 1 in reading order; overlapping spans merge and the first match of a merged span decides.
+    Returns how many spans were replaced."""
     by_location: dict[str, list[Match]] = defaultdict(list)
     for match in matches:
         by_location[match.location].append(match)
@@ -56,12 +59,20 @@ def redact(payload: dict[str, Any], matches: Iterable[Match]) -> int:
             continue
         merged: list[list[Any]] = []
         for match in sorted(found, key=lambda m: (m.start, m.end)):
-            if merged and match.start <= merged[-1][1]:
+            if merged and match.start < merged[-1][1]:
                 merged[-1][1] = max(merged[-1][1], match.end)
             else:
                 merged.append([match.start, match.end, match])
-        for start, end, match in reversed(merged):
+        pieces = []
+        for start, end, match in merged:
             replaced += 1
-            text = text[:start] + placeholder(match, replaced) + text[end:]
+            pieces.append((start, end, replacement(match, text[start:end], replaced)))
+        for start, end, new in reversed(pieces):
+            text = text[:start] + new + text[end:]
         _set(payload, path, text)
     return replaced
+
+
+def redact(payload: dict[str, Any], matches: Iterable[Match]) -> int:
+    """Replace every matched span in `payload` in place by a placeholder; returns how many were replaced."""
+    return replace_spans(payload, matches, lambda match, _, number: placeholder(match, number))

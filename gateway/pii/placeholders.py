@@ -19,17 +19,13 @@ from typing import Any
 import orjson
 
 from gateway.domain import Endpoint, Match
+from gateway.redact import replace_spans
 from gateway.sse import event_fields, split_events
 
-_STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 PLACEHOLDER = re.compile(r"\[([A-Z][A-Z_]*)_(\d+)\]")
 _PARTIAL = re.compile(r"\[[A-Z_]*\d*$")
 MAX_PLACEHOLDER = 40
 JSON_SOURCE_KEYS = frozenset({"arguments", "partial_json"})  # strings that hold JSON text, not prose
-
-
-def _path(location: str) -> list[str | int]:
-    return [name if name else int(index) for name, index in _STEP.findall(location)]
 
 
 class Placeholders:
@@ -88,38 +84,13 @@ def redact_payload(payload: dict[str, Any], matches: Iterable[Match], reversible
     """Replace every matched span in place: reversible ones by numbered placeholders, the others by
     `irreversible(match, n)`. Overlapping spans merge; the first match of a merged span decides."""
     placeholders = Placeholders()
-    by_location: dict[str, list[Match]] = defaultdict(list)
-    for match in matches:
-        by_location[match.location].append(match)
-    replaced = 0
-    for location, found in by_location.items():
-        path = _path(location)
-        node: Any = payload
-        try:
-            for step in path[:-1]:
-                node = node[step]
-            text = node[path[-1]]
-        except (KeyError, IndexError, TypeError):
-            continue
-        if not isinstance(text, str):
-            continue
-        merged: list[list[Any]] = []
-        for match in sorted(found, key=lambda m: (m.start, m.end)):
-            if merged and match.start < merged[-1][1]:
-                merged[-1][1] = max(merged[-1][1], match.end)
-            else:
-                merged.append([match.start, match.end, match])
-        pieces = []
-        for start, end, match in merged:
-            replaced += 1
-            value = text[start:end]
-            if reversible(match):
-                pieces.append((start, end, placeholders.placeholder(match.entity or "PII", value)))
-            else:
-                pieces.append((start, end, irreversible(match, replaced)))
-        for start, end, new in reversed(pieces):
-            text = text[:start] + new + text[end:]
-        node[path[-1]] = text
+
+    def replacement(match: Match, value: str, number: int) -> str:
+        if reversible(match):
+            return placeholders.placeholder(match.entity or "PII", value)
+        return irreversible(match, number)
+
+    replace_spans(payload, matches, replacement)
     return placeholders
 
 
