@@ -154,3 +154,22 @@ def gateway(database_url: str, upstream: UpstreamServer) -> Iterator[Gateway]:
             sdk_client.close()
         admin.close()
         server.stop()
+
+
+STORE_AGREEMENT = "nda-store"
+
+
+@pytest.fixture
+def agreement_store(database_url: str) -> Iterator[sa.Engine]:
+    """A migrated store holding one agreement (`STORE_AGREEMENT`), for tests of the registry service itself."""
+    import datetime as dt
+
+    from gateway.storage import agreements as store
+    from gateway.storage.database import migrate, open_engine
+
+    made = open_engine(database_url)
+    migrate(made)
+    store.create_agreement(made, {"id": STORE_AGREEMENT, "title": "T", "counterparty": "C", "purpose": "P",
+                                  "effective_date": dt.date(2026, 4, 1), "term_years": 3, "survival_years": 2})
+    yield made
+    made.dispose()

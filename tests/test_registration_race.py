@@ -7,18 +7,14 @@ it; the other must neither fail nor load it twice.
 
 from __future__ import annotations
 
-import datetime as dt
 import threading
-from collections.abc import Iterator
 
-import pytest
 import sqlalchemy as sa
 
 from gateway.domain import Category, TextPart
 from gateway.registration import Material, RegistryService
-from gateway.storage import agreements as store
 from gateway.storage import changes
-from gateway.storage.database import migrate, open_engine
+from tests.conftest import STORE_AGREEMENT
 
 SECRET = b"k" * 32
 TEXTS = [f"設計書 第{n}版: 蒸留の温度は層ごとに {n} 度ずつ上げ、四つの生徒モデルの間に相互学習の損失を加える。"
@@ -26,20 +22,10 @@ TEXTS = [f"設計書 第{n}版: 蒸留の温度は層ごとに {n} 度ずつ上�
          for n in range(12)]
 
 
-@pytest.fixture
-def engine(database_url: str) -> Iterator[sa.Engine]:
-    made = open_engine(database_url)
-    migrate(made)
-    store.create_agreement(made, {"id": "nda-race", "title": "T", "counterparty": "C", "purpose": "P",
-                                  "effective_date": dt.date(2026, 4, 1), "term_years": 3, "survival_years": 2})
-    yield made
-    made.dispose()
-
-
-def test_items_registered_while_the_change_log_is_applied_are_loaded_once(engine: sa.Engine) -> None:
-    service = RegistryService(engine, SECRET)
+def test_items_registered_while_the_change_log_is_applied_are_loaded_once(agreement_store: sa.Engine) -> None:
+    service = RegistryService(agreement_store, SECRET)
     service.load()
-    seq = changes.last_change(engine)
+    seq = changes.last_change(agreement_store)
     done = threading.Event()
     failures: list[BaseException] = []
 
@@ -47,7 +33,7 @@ def test_items_registered_while_the_change_log_is_applied_are_loaded_once(engine
         nonlocal seq
         try:
             while not done.is_set():
-                found = changes.changes_since(engine, seq)
+                found = changes.changes_since(agreement_store, seq)
                 service.apply(found)
                 if found:
                     seq = max(int(row.seq) for row in found)
@@ -57,7 +43,7 @@ def test_items_registered_while_the_change_log_is_applied_are_loaded_once(engine
     loop = threading.Thread(target=refresh_loop)
     loop.start()
     try:
-        items = [service.register_item("nda-race", Material(title=f"v{n}", category=Category.AI_TECHNOLOGY,
+        items = [service.register_item(STORE_AGREEMENT, Material(title=f"v{n}", category=Category.AI_TECHNOLOGY,
                                                             text=text, terms=(f"Aurora-{n}",)))
                  for n, text in enumerate(TEXTS)]
     finally:
