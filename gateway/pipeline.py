@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -35,10 +36,11 @@ from gateway.pii.lookup import Lookup, lookup_for
 from gateway.pii.placeholders import Placeholders, StreamRestorer, redact_payload
 from gateway.policy.schema import Policy
 from gateway.ratelimit import Limiter
-from gateway.redact import placeholder, redact
+from gateway.redact import placeholder
 from gateway.routing import Router
 from gateway.uploads import Upload, file_extraction, parse_upload
 
+log = logging.getLogger("shuhi")
 INLINE_SCAN_CHARS = 64_000  # larger requests are scanned in a worker thread, so the event loop never stalls
 MIN_DERIVED_CHARS = 40  # shorter answers hold too little to fingerprint as a derived item
 
@@ -173,9 +175,7 @@ async def _find_pii(call: ProviderCall, seen: Inspection, ports: Ports) -> list[
     try:
         return await anyio.to_thread.run_sync(ports.find_pii, parts, lookup)
     except Exception as exc:  # the error's text may quote the prompt: only its type is logged
-        import logging
-
-        logging.getLogger("shuhi").error("PII analysis failed (%s); request refused", type(exc).__name__)
+        log.error("PII analysis failed (%s); request refused", type(exc).__name__)
         raise unavailable from None
 
 
@@ -186,9 +186,6 @@ def _redact(payload: dict[str, Any], evaluation: Evaluation, policy: Policy) -> 
     def reversible(match: Match) -> bool:
         return match.kind == "pii" and policy.pii.action_for(match.entity, kind) == "reversible"
 
-    if not any(reversible(m) for m in evaluation.redactions):
-        redact(payload, evaluation.redactions)
-        return None
     return redact_payload(payload, evaluation.redactions, reversible, placeholder) or None
 
 

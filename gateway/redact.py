@@ -1,4 +1,4 @@
-"""Replacing matched spans with placeholders before a `redact` decision is forwarded.
+"""Replacing matched spans before a `redact` decision is forwarded (`replace_spans`, `placeholder`).
 
 Locations are the ones `extract` produced (`messages[2].content[0].text`); spans
 are offsets into the string there. The placeholder names the agreement and the
@@ -71,8 +71,3 @@ def replace_spans(payload: dict[str, Any], matches: Iterable[Match],
             text = text[:start] + new + text[end:]
         _set(payload, path, text)
     return replaced
-
-
-def redact(payload: dict[str, Any], matches: Iterable[Match]) -> int:
-    """Replace every matched span in `payload` in place by a placeholder; returns how many were replaced."""
-    return replace_spans(payload, matches, lambda match, _, number: placeholder(match, number))
