@@ -149,21 +149,21 @@ async def _scan(principal: Principal, parts: Sequence[TextPart], ports: Ports) -
         return await anyio.to_thread.run_sync(ports.scan_for, principal.id, parts)
 
 
-def _pii_kind(call: ProviderCall, seen: Inspection) -> str:
+def pii_kind(destination: Destination, training: bool) -> str:
     """The policy column for PII, as `destination_kind` reads it (training first)."""
-    if seen.training or call.endpoint is Endpoint.FINE_TUNING_JOBS or seen.destination.trains_on_inputs:
+    if training or destination.trains_on_inputs:
         return "training"
-    return "third_party" if seen.destination.third_party else "internal"
+    return "third_party" if destination.third_party else "internal"
 
 
-async def _find_pii(call: ProviderCall, seen: Inspection, ports: Ports) -> list[Match]:
+async def find_pii(parts: Sequence[TextPart], destination: Destination, training: bool, ports: Ports
+                   ) -> list[Match]:
     """Personal information (Article 2(1)(4)) in every text part, analyzed in a worker thread.
 
     Fails closed: a policy that asks for PII with no analyzer, or an analyzer that
     fails, refuses the request (503) before anything is forwarded.
     """
-    parts = seen.extraction.parts
-    lookup = lookup_for(ports.policy().pii, _pii_kind(call, seen)) if parts else None
+    lookup = lookup_for(ports.policy().pii, pii_kind(destination, training)) if parts else None
     if lookup is None:
         return []
     unavailable = ServiceUnavailable(
@@ -269,7 +269,8 @@ async def run(call: ProviderCall, ports: Ports) -> Outcome:
     seen = await _inspect(call, ports)
     destination, payload, extraction = seen.destination, seen.payload, seen.extraction
     matches = seen.inherited + await _scan(principal, extraction.parts, ports)
-    matches += await _find_pii(call, seen, ports)
+    matches += await find_pii(seen.extraction.parts, seen.destination,
+                              seen.training or call.endpoint is Endpoint.FINE_TUNING_JOBS, ports)
     facts = ports.facts.current
     policy = ports.policy()
     evaluation = evaluate(DecisionInput(

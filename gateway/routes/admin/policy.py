@@ -12,7 +12,7 @@ from pydantic import Field
 from gateway.decide import DecisionInput, evaluate
 from gateway.domain import Destination, Endpoint, Principal, TextPart
 from gateway.errors import NotFound, UnprocessableEntity
-from gateway.pipeline import match_json, new_decision_id
+from gateway.pipeline import find_pii, match_json, new_decision_id
 from gateway.policy.loader import PolicyError
 from gateway.routes.admin.agreements import AdminBody, plain_parameters
 from gateway.routes.admin.auth import Admin, require
@@ -58,12 +58,14 @@ class ScanIn(AdminBody):
 
 @router.post("/scan")
 async def scan(body: ScanIn, request: Request, _: Admin = Depends(require("legal"))) -> dict[str, Any]:
-    """Dry run: what would match and what the decision would be; nothing is forwarded or recorded."""
+    """Dry run: what would match (registered material and personal information) and what the decision would be;
+    nothing is forwarded or recorded."""
     services = request.app.state.services
     destination = _destination(services, body.destination)
     principal = await anyio.to_thread.run_sync(_principal, services, body.principal)
     parts = [TextPart(location="text", text=body.text)]
     matches = await anyio.to_thread.run_sync(services.registry.scan, parts)
+    matches += await find_pii(parts, destination, body.purpose == "training", services.ports)  # as a call would
     facts = services.facts.current
     evaluation = evaluate(DecisionInput(
         decision_id=new_decision_id(), principal=principal, destination=destination,
