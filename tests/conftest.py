@@ -11,7 +11,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -173,3 +173,13 @@ def agreement_store(database_url: str) -> Iterator[sa.Engine]:
                                   "effective_date": dt.date(2026, 4, 1), "term_years": 3, "survival_years": 2})
     yield made
     made.dispose()
+
+
+def eventually(check: Callable[[], object], seconds: float = 1.0, step: float = 0.05) -> float:
+    """Seconds until `check()` holds, polled every `step`; the test fails when it does not within `seconds`."""
+    started = time.monotonic()
+    while time.monotonic() - started < seconds:
+        if check():
+            return time.monotonic() - started
+        time.sleep(step)
+    raise AssertionError(f"not within {seconds} s")

@@ -10,8 +10,7 @@ import hashlib
 import io
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -29,7 +28,7 @@ from gateway.storage import audit_log
 from gateway.storage.database import open_engine
 from gateway.storage.destruction import destruction_certificates
 from gateway.storage.tables import agreements, consent_requests, exclusions, items, record_sets
-from tests.conftest import ADMIN_TOKEN, UPSTREAM_KEYS, Gateway, ServerThread, gateway_settings
+from tests.conftest import ADMIN_TOKEN, UPSTREAM_KEYS, Gateway, ServerThread, eventually, gateway_settings
 from tests.test_articles_e2e import DESIGN, EXCERPT
 
 NDA: dict[str, Any] = {"id": "nda-hikari", "title": "AI技術秘密保持契約（ヒカリ技研）", "counterparty": "ヒカリ技研株式会社",
@@ -138,14 +137,6 @@ def register(gateway: Gateway) -> dict[str, Any]:
 def stored(engine: sa.Engine, table: sa.Table, agreement_id: str) -> list[Any]:
     with engine.connect() as conn:
         return list(conn.execute(sa.select(table).where(table.c.agreement_id == agreement_id)).all())
-
-
-def eventually(check: Callable[[], bool], seconds: float = 2.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {seconds} s")
-        time.sleep(0.05)
 
 
 def test_destroyed_material_no_longer_matches_and_is_certified(gateway: Gateway, engine: sa.Engine) -> None:
@@ -318,11 +309,11 @@ def test_other_replicas_follow_the_destruction(database_url: str, upstream: Upst
             return httpx.post(url + "/v1/chat/completions", headers={"authorization": f"Bearer {key}"}, json={
                 "model": "gpt-4o-mini", "messages": [{"role": "user", "content": EXCERPT}]}).status_code
 
-        eventually(lambda: status(b) == 403)
+        eventually(lambda: status(b) == 403, 2.0)
         assert httpx.post(a + f"/admin/v1/agreements/{NDA['id']}/destroy", json=DESTROY,
                           headers=headers).status_code == 201
         assert status(a) == 200
-        eventually(lambda: status(b) == 200)
+        eventually(lambda: status(b) == 200, 2.0)
     finally:
         for server in servers:
             server.stop()

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from gateway.app import create_app
-from tests.conftest import ADMIN_TOKEN, UPSTREAM_KEYS, ServerThread, gateway_settings
+from tests.conftest import ADMIN_TOKEN, UPSTREAM_KEYS, ServerThread, eventually, gateway_settings
 from tests.faultproxy import FaultProxy
 from tests.test_articles_e2e import DESIGN, EXCERPT, NDA
 
@@ -52,15 +52,6 @@ def chat(url: str, key: str, text: str = "hello") -> httpx.Response:
                       json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}]})
 
 
-def wait_until(check: Any, seconds: float) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < seconds:
-        if check():
-            return time.monotonic() - started
-        time.sleep(0.02)
-    raise AssertionError(f"not within {seconds} s")
-
-
 @pytest.mark.parametrize("fault", ["cut", "pause"])
 def test_with_rate_limits_redis_down_refuses_with_503_and_recovers(tmp_path: Path, upstream: Any,
                                                                    redis_proxy: FaultProxy, fault: str) -> None:
@@ -80,7 +71,7 @@ def test_with_rate_limits_redis_down_refuses_with_503_and_recovers(tmp_path: Pat
         assert ready.status_code == 503 and any(p.startswith("redis:") for p in ready.json()["problems"])
         assert httpx.get(upstream.url + "/_fake/requests").json()["data"] == []
         redis_proxy.restore()
-        wait_until(lambda: chat(server.url, key).status_code == 200, 10)
+        eventually(lambda: chat(server.url, key).status_code == 200, 10, step=0.02)
         assert httpx.get(server.url + "/readyz", timeout=10).status_code == 200
     finally:
         server.stop()
@@ -97,19 +88,21 @@ def test_without_limits_redis_down_degrades_to_polling(tmp_path: Path, upstream:
         assert ready.status_code == 200 and any(d.startswith("redis:") for d in ready.json()["degraded"])
         httpx.post(a.url + f"/admin/v1/agreements/{NDA['id']}/items", headers=ADMIN,
                    json={"title": "設計書", "category": "ai_technology", "text": DESIGN})
-        assert wait_until(lambda: chat(b.url, key, EXCERPT).status_code == 403, 1.0) <= 1.0  # the store's poll
+        # the store's poll
+        assert eventually(lambda: chat(b.url, key, EXCERPT).status_code == 403, 1.0, step=0.02) <= 1.0
         redis_proxy.restore()
-        wait_until(lambda: httpx.get(b.url + "/readyz", timeout=10).json()["degraded"] == [], 10)
+        eventually(lambda: httpx.get(b.url + "/readyz", timeout=10).json()["degraded"] == [], 10, step=0.02)
         bus = b.server.config.app.state.services.bus
-        wait_until(lambda: bus.subscribed and a.server.config.app.state.services.bus.subscribed, 5)
+        eventually(lambda: bus.subscribed and a.server.config.app.state.services.bus.subscribed, 5, step=0.02)
         heard = bus.received
         consent = httpx.post(a.url + "/admin/v1/consents", headers=ADMIN, json={
             "agreement_id": NDA["id"], "destinations": ["fake-openai"], "purpose": "inference",
             "evidence": {"reference": "同意書"}, "granted_by": "法務"}).json()
-        assert wait_until(lambda: chat(b.url, key, EXCERPT).status_code == 200, 1.0) <= 1.0
-        wait_until(lambda: bus.received > heard, 2)  # notifications are back (a dead pooled connection first)
+        assert eventually(lambda: chat(b.url, key, EXCERPT).status_code == 200, 1.0, step=0.02) <= 1.0
+        # notifications are back (a dead pooled connection first)
+        eventually(lambda: bus.received > heard, 2, step=0.02)
         httpx.delete(a.url + f"/admin/v1/consents/{consent['id']}", headers=ADMIN)
-        assert wait_until(lambda: chat(b.url, key, EXCERPT).status_code == 403, 1.0) <= 1.0
+        assert eventually(lambda: chat(b.url, key, EXCERPT).status_code == 403, 1.0, step=0.02) <= 1.0
     finally:
         a.stop()
         b.stop()

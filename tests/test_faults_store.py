@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from gateway.app import create_app
-from tests.conftest import ADMIN_TOKEN, UPSTREAM_KEYS, ServerThread, gateway_settings
+from tests.conftest import ADMIN_TOKEN, UPSTREAM_KEYS, ServerThread, eventually, gateway_settings
 from tests.faultproxy import FaultProxy
 from tests.test_replicas_processes import decision_records, postgres_schema
 
@@ -69,15 +69,6 @@ def employee(gateway: StoreBehind, name: str = "hanako") -> str:
     return str(httpx.post(gateway.url + "/admin/v1/keys", json={"principal": name}, headers=ADMIN).json()["key"])
 
 
-def wait_until(check: Any, seconds: float) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < seconds:
-        if check():
-            return time.monotonic() - started
-        time.sleep(0.1)
-    raise AssertionError(f"not within {seconds} s")
-
-
 def check_after_recovery(gateway: StoreBehind) -> None:
     """The chain verifies; every call answered 2xx/403 has exactly one decision record; none has two."""
     verify = httpx.get(gateway.url + "/admin/v1/audit/verify", headers=ADMIN, timeout=30).json()
@@ -107,8 +98,8 @@ def test_store_down_refuses_with_503_forwards_nothing_and_recovers(store_behind:
     assert ready.status_code == 503 and any(p.startswith("store:") for p in ready.json()["problems"])
     assert g.forwarded() == 0  # fail closed: nothing left while nothing could be audited
     g.proxy.restore()
-    wait_until(lambda: g.chat(key).status_code == 200, 30)  # recovered without a restart
-    wait_until(lambda: httpx.get(g.url + "/readyz", timeout=10).status_code == 200, 10)
+    eventually(lambda: g.chat(key).status_code == 200, 30, step=0.1)  # recovered without a restart
+    eventually(lambda: httpx.get(g.url + "/readyz", timeout=10).status_code == 200, 10, step=0.1)
     assert [g.chat(key, stream=i % 2 == 1).status_code for i in range(4)] == [200] * 4
     check_after_recovery(g)
 
@@ -155,8 +146,8 @@ def test_three_replicas_under_load_when_the_store_goes_and_returns(tmp_path: Any
                 during = httpx.get(upstream.url + "/_fake/requests").json()["data"]
                 proxy.restore()
                 restored_at = time.monotonic()
-                wait_until(lambda: all(httpx.get(url + "/readyz", timeout=10).status_code == 200
-                                       for url in c.urls), 30)
+                eventually(lambda: all(httpx.get(url + "/readyz", timeout=10).status_code == 200
+                                       for url in c.urls), 30, step=0.1)
                 time.sleep(2)
             assert readiness == [503, 503, 503]
             assert during == []  # nothing reached the provider while nothing could be audited

@@ -7,8 +7,6 @@ upgrade that changes the scheme cannot recompute them. A replica that loads such
 
 from __future__ import annotations
 
-import time
-
 import httpx
 import sqlalchemy as sa
 
@@ -16,7 +14,7 @@ from gateway.app import create_app
 from gateway.detection.fingerprint import FINGERPRINT_SCHEME
 from gateway.storage.database import open_engine
 from gateway.storage.tables import items
-from tests.conftest import ADMIN_TOKEN, UPSTREAM_KEYS, Gateway, ServerThread, gateway_settings
+from tests.conftest import ADMIN_TOKEN, UPSTREAM_KEYS, Gateway, ServerThread, eventually, gateway_settings
 from tests.test_articles_e2e import DESIGN, NDA
 
 ADMIN = {"authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -24,12 +22,8 @@ ADMIN = {"authorization": f"Bearer {ADMIN_TOKEN}"}
 
 def ready_within(url: str, seconds: float = 5.0) -> bool:
     """Readiness also depends on the change log being read lately: on a loaded machine, allow a moment."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if httpx.get(url + "/readyz").status_code == 200:
-            return True
-        time.sleep(0.1)
-    return False
+    eventually(lambda: httpx.get(url + "/readyz").status_code == 200, seconds, step=0.1)
+    return True
 
 
 def test_items_of_an_older_scheme_turn_readiness_red_until_registered_again(gateway: Gateway) -> None:

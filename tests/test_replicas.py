@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from gateway.app import create_app
-from tests.conftest import ADMIN_TOKEN, UPSTREAM_KEYS, ServerThread, gateway_settings
+from tests.conftest import ADMIN_TOKEN, UPSTREAM_KEYS, ServerThread, eventually, gateway_settings
 from tests.test_articles_e2e import DESIGN, EXCERPT, NDA
 
 ADMIN = {"authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -26,15 +25,6 @@ def replicas(database_url: str, upstream) -> Iterator[tuple[str, str]]:  # type:
     finally:
         for server in servers:
             server.stop()
-
-
-def eventually(check: Callable[[], bool], seconds: float = 1.0) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < seconds:
-        if check():
-            return time.monotonic() - started
-        time.sleep(0.05)
-    raise AssertionError(f"not within {seconds} s")
 
 
 def chat(url: str, key: str, text: str) -> httpx.Response:
