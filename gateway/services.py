@@ -140,7 +140,8 @@ class Services:
         self.registry.load()
         self.policies = Policies(self.engine, policy_path(settings))
         self.policies.refresh()
-        self.audit_log = AuditLog(self.engine, durable=settings.audit_sync == "full")
+        self.audit_log = AuditLog(self.engine, durable=settings.audit_sync == "full",
+                                  linger=settings.audit_linger_ms / 1000)
         self.forwarder = Forwarder(self.environ, settings.upstream_connect_timeout)
         self.redis = open_client(settings.redis_url) if settings.redis_url else None
         self.bus = ChangeBus(self.redis, key_prefix(settings.database_url)) if self.redis is not None else None

@@ -31,6 +31,8 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "SHUHI_LOG_LEVEL": ("log_level", "log level of the gateway's own logs"),
     "SHUHI_AUDIT_SYNC": ("audit_sync", "full: sync the SQLite audit log at every commit; normal: survive a crash "
                                        "of the process, not of the machine"),
+    "SHUHI_AUDIT_LINGER_MS": ("audit_linger_ms", "under load, how long the audit writer gathers records before the "
+                                                 "next commit (fewer transactions and disk syncs, a little latency)"),
     "SHUHI_ACCUMULATION_WINDOW_SECONDS": ("accumulation_window_seconds",
                                           "how long one principal's fragments of an item add up (0: off)"),
     "SHUHI_REQUESTS_PER_MINUTE": ("requests_per_minute", "requests one principal may send per minute (none: no limit)"),
@@ -84,6 +86,7 @@ class Settings(BaseModel):
     files_destination: str | None = None
     accumulation_window_seconds: float = Field(default=600.0, ge=0)
     audit_sync: Literal["full", "normal"] = "full"
+    audit_linger_ms: float = Field(default=2.0, ge=0, le=100)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "text"] = "json"
     requests_per_minute: int | None = Field(default=None, gt=0)
