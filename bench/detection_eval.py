@@ -13,7 +13,7 @@ original stay together); the registered half goes into `Registry(secret)` as the
 Printed (Markdown) and written to bench/results/detection_eval.json:
 
 * recall per language and evasion on excerpts of 40-1000 characters whose verbatim form the
-  guarantee covers (>= T normalized characters; >= 31 canonical tokens for the code-only variants),
+  guarantee covers (>= T normalized characters; >= 35 canonical tokens for the code-only variants),
   with the shorter excerpts apart;
 * false positives: prompts of 40-2000 characters from the unregistered half; a prompt sharing a run
   of >= T characters with a registered document is a copy, not a false positive; the rate is the
@@ -116,12 +116,16 @@ def main() -> None:
     t = lap("translation_paraphrase", t)
 
     params = registry.fingerprinter.text_params, registry.fingerprinter.code_params
+    # T under the evidence rule (`Registry.min_run_fingerprints` distinct grams of one run), not one window's k + w - 1.
+    t_latin, t_cjk = registry.guarantee(params[0]), registry.guarantee(params[0], cjk=True)
+    t_code = registry.guarantee(params[1])
     out: list[str] = []
     out.append("## Detection evaluation on real text\n")
     info = C.corpus_info(directory)
     out.append(f"Corpus: Debian packages {', '.join(f'{k} {v}' for k, v in sorted(info.get('packages', {}).items()))}; "
-               f"Python {info.get('python')} standard library. Text T = {params[0].t_latin} Latin / "
-               f"{params[0].t_cjk} CJK normalized characters; code T = {params[1].t_latin} canonical tokens. "
+               f"Python {info.get('python')} standard library. Text T = {t_latin} Latin / "
+               f"{t_cjk} CJK normalized characters; code T = {t_code} canonical tokens "
+               f"(a match needs {registry.min_run_fingerprints} distinct fingerprints in one run). "
                f"Seed {args.seed}.\n")
     out.append("| kind | registered documents | registered chars | unregistered documents | unregistered chars |")
     out.append("|---|---:|---:|---:|---:|")
@@ -130,7 +134,7 @@ def main() -> None:
                    f"{row['unregistered_docs']} | {row['unregistered_chars']:,} |")
     out.append("")
     out.append("### Recall (excerpts of 40–1000 characters from registered documents)\n")
-    out.append("Eligible: the verbatim excerpt is ≥ T (code-only variants: ≥ 31 canonical tokens without comments). "
+    out.append(f"Eligible: the verbatim excerpt is ≥ T (code-only variants: ≥ {t_code} canonical tokens without comments). "
                "`below T` is every excerpt shorter than that, all languages together. Bars: verbatim 100%, "
                "each evasion ≥ 99%; * = not part of the bar.\n")
     out.append("| variant | ja | en | code | all | below T |")
@@ -239,8 +243,9 @@ def main() -> None:
         "command": " ".join(["bench/detection_eval.py", *sys.argv[1:]]),
         "seed": args.seed,
         "corpus": {"info": info, "kinds": corpus_rows},
-        "parameters": {"text_T_latin": params[0].t_latin, "text_T_cjk": params[0].t_cjk,
-                       "code_T_tokens": params[1].t_latin, "max_item_share": registry.max_item_share,
+        "parameters": {"text_T_latin": t_latin, "text_T_cjk": t_cjk, "code_T_tokens": t_code,
+                       "min_run_fingerprints": registry.min_run_fingerprints,
+                       "max_item_share": registry.max_item_share,
                        "excerpts_per_language": args.excerpts, "prompts_per_language": args.prompts},
         "recall": recall_json,
         "false_positives": fp_json,

@@ -19,9 +19,10 @@ How a figure is made:
   `gateway.scan.scan` (decoding included); a *hit* is a fingerprint or term match naming the
   excerpt's item;
 * an excerpt is *eligible* for a variant when the engine's guarantee covers it: for the text
-  channel, its normalized text holds at least one winnowing window of whole grams (T = 39 Latin /
-  21 CJK characters, mixed text in between); for the code-only variants (renamed identifiers,
-  comments removed) its comment-free source holds at least 31 canonical tokens. Recall is
+  channel, its normalized text holds the run of whole grams the registry's evidence rule needs
+  (`Registry.min_run_fingerprints` disjoint winnowing windows: T = 43 Latin / 25 CJK characters,
+  mixed text in between); for the code-only variants (renamed identifiers, comments removed) its
+  comment-free source holds at least 35 canonical tokens. Recall is
   measured on eligible excerpts; shorter ones are reported apart. A missed excerpt none of whose
   windows is distinctive (every gram held by more than ``max_item_share`` registered documents:
   the registry's boilerplate rule) is outside the guarantee by design and counted apart too;
@@ -230,18 +231,21 @@ def excerpts(documents: Sequence[Document], count: int, rng: random.Random, low:
 
 # -- eligibility: what the engine's guarantee covers ------------------------------------------------------
 _FINGERPRINTER = Fingerprinter(SECRET)
+# Grams in a run the guarantee covers: the evidence rule needs `min_run_fingerprints` distinct kept grams
+# of one run, which only that many disjoint winnowing windows guarantee (see `Registry`).
+RUN_WINDOWS = Registry(SECRET).min_run_fingerprints
 
 
 def text_guaranteed(text: str, fingerprinter: Fingerprinter = _FINGERPRINTER) -> bool:
-    """Whether the normalized text holds a whole winnowing window of grams (length >= T)."""
+    """Whether the normalized text holds the run of grams the guarantee covers (length >= T)."""
     grams = len(fingerprinter.text(normalize(text).text, every_gram=True))
-    return grams >= fingerprinter.text_params.window
+    return grams >= RUN_WINDOWS * fingerprinter.text_params.window
 
 
 def code_guaranteed(piece: Excerpt, fingerprinter: Fingerprinter = _FINGERPRINTER) -> bool:
-    """Whether the excerpt's code (comments and docstrings out) holds 31 canonical tokens (one window of grams)."""
+    """Whether the excerpt's code (comments and docstrings out) holds 35 canonical tokens (the guarantee's run)."""
     grams = len(fingerprinter.code(code_part(piece), every_gram=True))
-    return grams >= fingerprinter.code_params.window
+    return grams >= RUN_WINDOWS * fingerprinter.code_params.window
 
 
 class Registered:
@@ -250,10 +254,10 @@ class Registered:
     Counts, for every gram (36 Latin / 18 CJK normalized characters; 28 canonical code tokens), how
     many registered documents hold it:
 
-    * `copied(text)`: the text shares a run of at least T normalized characters (a whole window of
-      grams) with some registered document: such a prompt is not unrelated text, the engine is bound
-      to report it;
-    * `distinctive(text)` / `code_distinctive(excerpt)`: the excerpt holds a whole window of grams
+    * `copied(text)`: the text shares a run of at least T normalized characters (`RUN_WINDOWS`
+      windows of grams) with some registered document: such a prompt is not unrelated text, the
+      engine is bound to report it; a shorter shared run makes an unrelated prompt, which must not match;
+    * `distinctive(text)` / `code_distinctive(excerpt)`: the excerpt holds such a run of grams
       each held by at most ``max_item_share`` registered documents. Grams held by more are
       boilerplate by the registry's design and never make a match, so an excerpt without such a
       window (an ISO 8859 table row, a GNU licence line) is outside the guarantee.
@@ -270,7 +274,7 @@ class Registered:
 
     def copied(self, text: str) -> bool:
         values = self.fingerprinter.text(normalize(text).text, every_gram=True).values
-        return _has_run(values, self.grams, self.counts, self.fingerprinter.text_params.window, None)
+        return _has_run(values, self.grams, self.counts, RUN_WINDOWS * self.fingerprinter.text_params.window, None)
 
     def shares_gram(self, text: str) -> bool:
         """Whether the text holds any gram of a registered document (a text-channel match needs one)."""
@@ -279,11 +283,13 @@ class Registered:
 
     def distinctive(self, text: str, max_share: int) -> bool:
         values = self.fingerprinter.text(normalize(text).text, every_gram=True).values
-        return _has_run(values, self.grams, self.counts, self.fingerprinter.text_params.window, max_share)
+        return _has_run(values, self.grams, self.counts, RUN_WINDOWS * self.fingerprinter.text_params.window,
+                        max_share)
 
     def code_distinctive(self, piece: Excerpt, max_share: int) -> bool:
         values = self.fingerprinter.code(code_part(piece), every_gram=True).values
-        return _has_run(values, self.code_grams, self.code_counts, self.fingerprinter.code_params.window, max_share)
+        return _has_run(values, self.code_grams, self.code_counts, RUN_WINDOWS * self.fingerprinter.code_params.window,
+                        max_share)
 
 
 def _counted(per_document: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -648,7 +654,7 @@ class Tally:
 
     eligible: int = 0
     hits: int = 0
-    short: int = 0  # below the guarantee (T characters, or 31 tokens for the code-only variants)
+    short: int = 0  # below the guarantee (T characters, or 35 tokens for the code-only variants)
     short_hits: int = 0
     boilerplate: int = 0  # missed, and no window of grams held by at most max_item_share registered documents
     misses: list[dict[str, object]] = field(default_factory=list)
