@@ -20,12 +20,8 @@ class AnthropicEndpoints:
     stream_max_pieces: int
 
     def _messages(self, req: Req) -> Any:
-        fmt, data, reply = req.fmt, req.json(), req.reply
-        model = data.get("model")
-        if not model:
-            raise missing(fmt, "model")
-        if "max_tokens" not in data:
-            raise missing(fmt, "max_tokens")
+        fmt, reply = req.fmt, req.reply
+        data, model = req.fields("max_tokens")
         if not isinstance(data.get("max_tokens"), int):
             raise bad_request(fmt, "max_tokens: Input should be a valid integer")
         messages = data.get("messages")
@@ -111,35 +107,17 @@ class AnthropicEndpoints:
             )
         ]
         if tool is not None:
-            events.append(
-                sse_event(
-                    "content_block_start",
-                    {"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use", "id": block["id"], "name": tool[0], "input": {}}},
-                )
-            )
-            events.append(sse_event("ping", {"type": "ping"}))
-            events += fill(
-                sse_event(
-                    "content_block_delta",
-                    {"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": HOLE}},
-                ),
-                split_pieces(args_json, self.stream_piece_chars, self.stream_max_pieces),
-            )
+            opened: dict[str, Any] = {"type": "tool_use", "id": block["id"], "name": tool[0], "input": {}}
+            delta, streamed = {"type": "input_json_delta", "partial_json": HOLE}, args_json
         else:
-            events.append(
-                sse_event(
-                    "content_block_start",
-                    {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-                )
-            )
-            events.append(sse_event("ping", {"type": "ping"}))
-            events += fill(
-                sse_event(
-                    "content_block_delta",
-                    {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": HOLE}},
-                ),
-                split_pieces(text, self.stream_piece_chars, self.stream_max_pieces),
-            )
+            opened = {"type": "text", "text": ""}
+            delta, streamed = {"type": "text_delta", "text": HOLE}, text
+        events.append(sse_event("content_block_start", {"type": "content_block_start", "index": 0, "content_block": opened}))
+        events.append(sse_event("ping", {"type": "ping"}))
+        events += fill(
+            sse_event("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta}),
+            split_pieces(streamed, self.stream_piece_chars, self.stream_max_pieces),
+        )
         events.append(sse_event("content_block_stop", {"type": "content_block_stop", "index": 0}))
         events.append(
             sse_event(

@@ -40,10 +40,8 @@ class OpenAIEndpoints:
     stream_max_pieces: int
 
     def _chat(self, req: Req) -> Any:
-        fmt, data, reply = req.fmt, req.json(), req.reply
-        model = data.get("model")
-        if not model:
-            raise missing(fmt, "model")
+        fmt, reply = req.fmt, req.reply
+        data, model = req.fields()
         messages = data.get("messages")
         if not isinstance(messages, list) or not messages:
             raise missing(fmt, "messages")
@@ -180,12 +178,8 @@ class OpenAIEndpoints:
     # ------------------------------------------------------------------ OpenAI: legacy completions
 
     def _completions(self, req: Req) -> Any:
-        fmt, data, reply = req.fmt, req.json(), req.reply
-        model = data.get("model")
-        if not model:
-            raise missing(fmt, "model")
-        if "prompt" not in data:
-            raise missing(fmt, "prompt")
+        reply = req.reply
+        data, model = req.fields("prompt")
         prompt = data["prompt"]
         if isinstance(prompt, str):
             prompts = [prompt]
@@ -255,12 +249,8 @@ class OpenAIEndpoints:
         return Stream(events)
 
     def _embeddings(self, req: Req) -> Any:
-        fmt, data = req.fmt, req.json()
-        model = data.get("model")
-        if not model:
-            raise missing(fmt, "model")
-        if "input" not in data:
-            raise missing(fmt, "input")
+        fmt = req.fmt
+        data, model = req.fields("input")
         inp = data["input"]
         if isinstance(inp, str):
             inputs: list[Any] = [inp]

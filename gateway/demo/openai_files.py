@@ -54,12 +54,7 @@ class FilesAndJobs:
 
     def _file_item(self, req: Req) -> Any:
         method, rest = req.method, req.item
-        fid, _, sub = rest.partition("/")
-        obj = self.files.get(fid)
-        if obj is None:
-            raise HTTPError(
-                404, openai_error(f"No such File object: {fid}", "invalid_request_error", "id", None)
-            )
+        fid, obj, sub = _lookup(rest, self.files, "No such File object: {}")
         if method == "GET" and not sub:
             return 200, obj
         if method == "GET" and sub == "content":
@@ -122,19 +117,23 @@ class FilesAndJobs:
 
     def _job_item(self, req: Req) -> Any:
         method, rest = req.method, req.item
-        jid, _, sub = rest.partition("/")
-        job = self.jobs.get(jid)
-        if job is None:
-            raise HTTPError(
-                404,
-                openai_error(f"Could not find fine tune job: {jid}", "invalid_request_error", "id", "fine_tune_not_found"),
-            )
+        jid, job, sub = _lookup(rest, self.jobs, "Could not find fine tune job: {}", "fine_tune_not_found")
         if method == "GET" and not sub:
             return 200, job
         if method == "POST" and sub == "cancel":
             job["status"] = "cancelled"
             return 200, job
         raise HTTPError(405, openai_error(f"Invalid method for URL ({method})", "invalid_request_error"))
+
+
+def _lookup(rest: str, table: dict[str, dict[str, Any]], message: str,
+            code: str | None = None) -> tuple[str, dict[str, Any], str]:
+    """(id, object, what follows the id) of ``<id>[/<sub>]``: OpenAI's 404 when the id names nothing."""
+    key, _, sub = rest.partition("/")
+    found = table.get(key)
+    if found is None:
+        raise HTTPError(404, openai_error(message.format(key), "invalid_request_error", "id", code))
+    return key, found, sub
 
 
 def _parse_multipart(content_type: bytes, body: bytes) -> dict[str, tuple[str | None, bytes]] | None:

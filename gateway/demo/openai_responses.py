@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from gateway.demo.sse import HOLE, HOLE_JSON, SEQ_HOLE, SEQ_HOLE_JSON, Stream, split_pieces, sse_event
-from gateway.demo.wire import Req, bad_request, missing, new_id, text_of, token_count
+from gateway.demo.wire import Req, bad_request, new_id, text_of, token_count
 
 
 class ResponsesEndpoint:
@@ -22,12 +22,8 @@ class ResponsesEndpoint:
     stream_max_pieces: int
 
     def _responses(self, req: Req) -> Any:
-        fmt, data, reply = req.fmt, req.json(), req.reply
-        model = data.get("model")
-        if not model:
-            raise missing(fmt, "model")
-        if "input" not in data:
-            raise missing(fmt, "input")
+        fmt, reply = req.fmt, req.reply
+        data, model = req.fields("input")
         inp = data["input"]
         instructions = data.get("instructions")
         input_tokens = token_count(instructions) if isinstance(instructions, str) else 0

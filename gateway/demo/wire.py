@@ -172,6 +172,18 @@ class Req:
             raise bad_request(self.fmt, "The request body must be a JSON object.")
         return data
 
+    def fields(self, *required: str) -> tuple[dict[str, Any], Any]:
+        """The JSON body and its model, after the check every provider endpoint makes first: a model, then each
+        of ``required`` present (each missing one answered as the provider would)."""
+        data = self.json()
+        model = data.get("model")
+        if not model:
+            raise missing(self.fmt, "model")
+        for name in required:
+            if name not in data:
+                raise missing(self.fmt, name)
+        return data, model
+
 
 async def read_body(receive: Receive) -> bytes:
     message = await receive()
