@@ -17,6 +17,8 @@ import httpx
 import pytest
 
 from gateway.app import create_app
+from gateway.demo.upstream import UpstreamServer
+from tests.cluster import BAR_SECONDS, Load, call, decision_records, embed, lag_on_all, running_cluster, seed
 from tests.conftest import ADMIN_TOKEN, UPSTREAM_KEYS, ServerThread, eventually, gateway_settings
 from tests.faultproxy import FaultProxy
 from tests.test_articles_e2e import DESIGN, EXCERPT, NDA
@@ -110,30 +112,15 @@ def test_without_limits_redis_down_degrades_to_polling(tmp_path: Path, upstream:
 
 def test_three_replicas_keep_revocations_within_a_second_while_redis_is_down(tmp_path: Path) -> None:
     """Three `shuhi serve` processes, Redis cut under mixed load: a revocation still holds on all within 1 s."""
-    from gateway.demo.upstream import UpstreamServer
-    from tests.test_replicas_processes import (
-        BAR_SECONDS, Cluster, Load, call, decision_records, embed, lag_on_all, postgres_schema, start_gateways,
-    )
-
     upstream = UpstreamServer()
     upstream.start()
     proxy = FaultProxy("127.0.0.1", 6379).start()
-    with postgres_schema() as (database_url, engine):
-        replicas = start_gateways(3, tmp_path, upstream, database_url, redis_url=f"redis://127.0.0.1:{proxy.port}/0")
-        c = Cluster(replicas, upstream, engine, database_url)
-        try:
-            c.admin(0, "POST", "/admin/v1/principals", json={"id": "hanako", "groups": ["rd"]})
-            key = c.admin(0, "POST", "/admin/v1/keys", json={"principal": "hanako"}).json()["key"]
-            c.admin(1, "POST", "/admin/v1/principals", json={"id": "load", "groups": ["sales"]})
-            load_key = c.admin(1, "POST", "/admin/v1/keys", json={"principal": "load"}).json()["key"]
-            c.admin(0, "POST", "/admin/v1/agreements", json=NDA)
-            c.admin(0, "POST", f"/admin/v1/agreements/{NDA['id']}/items",
-                    json={"title": "設計書", "category": "ai_technology", "text": DESIGN})
-            consent = c.admin(1, "POST", "/admin/v1/consents", json={
-                "agreement_id": NDA["id"], "destinations": ["fake-openai", "fake-anthropic"],
-                "purpose": "inference", "evidence": {"reference": "同意書"}, "granted_by": "法務部"}).json()
-            time.sleep(BAR_SECONDS)
-            with Load(c, load_key) as load, httpx.Client(timeout=10) as client:
+    try:
+        with running_cluster(tmp_path, upstream, redis_url=f"redis://127.0.0.1:{proxy.port}/0") as c:
+            seeded = seed(c)
+            key, consent = seeded.key, seeded.consent
+            assert consent is not None
+            with Load(c, seeded.load_key) as load, httpx.Client(timeout=10) as client:
                 assert [embed(client, url, key, EXCERPT).status_code for url in c.urls] == [200] * 3
                 proxy.cut()
                 time.sleep(1.0)
@@ -155,11 +142,8 @@ def test_three_replicas_keep_revocations_within_a_second_while_redis_is_down(tmp
             assert max(lags) <= BAR_SECONDS, (lags, {url: found[-3:] for url, found in seen.items()})
             assert after == [403] * 15
             assert {a[2] for a in load.answered} <= {200, 403}
-            records = decision_records(engine, database_url)
+            records = decision_records(c.engine, c.database_url)
             assert all(records.get(a[3]) == 1 for a in load.answered)
-        finally:
-            c.client.close()
-            for replica in replicas:
-                replica.stop()
-            proxy.stop()
-            upstream.stop()
+    finally:
+        proxy.stop()
+        upstream.stop()

@@ -17,9 +17,9 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from tests.test_articles_e2e import DESIGN, EXCERPT, NDA
-from tests.test_replicas_processes import (  # noqa: F401  (fixtures)
-    ADMIN, BAR_SECONDS, Cluster, Load, call, cluster, decision_records, embed, lag_on_all, own_upstream,
+from tests.test_articles_e2e import EXCERPT
+from tests.cluster import (  # noqa: F401  (fixtures)
+    BAR_SECONDS, Cluster, Load, call, cluster, decision_records, embed, lag_on_all, own_upstream, seed,
 )
 
 FORWARDING = ("allow", "allow_marked", "redact")
@@ -60,17 +60,9 @@ def vanishing(url: str, key: str) -> int:
 @pytest.mark.slow
 def test_replicas_under_provider_and_client_faults(cluster: Cluster) -> None:
     c = cluster
-    c.admin(0, "POST", "/admin/v1/principals", json={"id": "hanako", "groups": ["rd"]})
-    key = c.admin(0, "POST", "/admin/v1/keys", json={"principal": "hanako"}).json()["key"]
-    c.admin(1, "POST", "/admin/v1/principals", json={"id": "load", "groups": ["sales"]})
-    load_key = c.admin(1, "POST", "/admin/v1/keys", json={"principal": "load"}).json()["key"]
-    c.admin(0, "POST", "/admin/v1/agreements", json=NDA)
-    c.admin(0, "POST", f"/admin/v1/agreements/{NDA['id']}/items",
-            json={"title": "設計書", "category": "ai_technology", "text": DESIGN})
-    consent = c.admin(1, "POST", "/admin/v1/consents", json={
-        "agreement_id": NDA["id"], "destinations": ["fake-openai", "fake-anthropic"], "purpose": "inference",
-        "evidence": {"reference": "同意書"}, "granted_by": "法務部"}).json()
-    time.sleep(BAR_SECONDS)
+    seeded = seed(c)
+    key, load_key, consent = seeded.key, seeded.load_key, seeded.consent
+    assert consent is not None
     httpx.delete(c.upstream.url + "/_fake/stats")
     forwarded_before = forwarding_decisions(c)
     slow: dict[str, float] = {}
