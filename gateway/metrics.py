@@ -24,6 +24,10 @@ UPSTREAM_SECONDS = Histogram("shuhi_upstream_seconds",
 AUDIT_SECONDS = Histogram("shuhi_audit_commit_seconds",
                           "Audit lag: time a decision record waits until it is committed", buckets=_FAST)
 AUDIT_QUEUE = Gauge("shuhi_audit_queue_records", "Audit records queued, not yet committed")
+AUDIT_COMMITS = Gauge("shuhi_audit_group_commits",
+                      "Group commits of this process's audit writer since it started (records per commit: "
+                      "shuhi_audit_committed_records / this)")
+AUDIT_RECORDS = Gauge("shuhi_audit_committed_records", "Audit records this process's writer committed since it started")
 AUDIT_FAILURES = Counter("shuhi_audit_failures", "Decision records that could not be committed (request refused)")
 REGISTRY_ITEMS = Gauge("shuhi_registry_items", "Items held by this process's registry")
 REGISTRY_FINGERPRINTS = Gauge("shuhi_registry_fingerprints", "Fingerprints held by this process's registry")

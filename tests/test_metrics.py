@@ -44,5 +44,9 @@ def test_metrics_follow_decisions_latencies_audit_and_registry(gateway: Gateway)
     assert value(after, "shuhi_registry_items") >= 1
     assert value(after, "shuhi_registry_fingerprints") > 0
     assert value(after, "shuhi_audit_queue_records") >= 0
+    # 3 decision records were awaited, 3 outcome records queued: at least the decisions are committed,
+    # in at least one and at most three group commits (each awaited record closes one at the latest)
+    assert delta("shuhi_audit_committed_records") >= 3
+    assert 1 <= delta("shuhi_audit_group_commits") <= delta("shuhi_audit_committed_records")
     assert 0 <= value(after, "shuhi_change_log_age_seconds") < 5
     assert EXCERPT[:10] not in httpx.get(gateway.url + "/metrics").text

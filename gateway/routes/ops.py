@@ -84,6 +84,8 @@ async def metrics_endpoint(request: Request) -> Response:
     metrics.REGISTRY_FINGERPRINTS.set(fingerprints)
     queue = getattr(services.audit_log, "_queue", None)
     metrics.AUDIT_QUEUE.set(queue.qsize() if queue is not None else 0)
+    metrics.AUDIT_COMMITS.set(getattr(services.audit_log, "batches", 0))
+    metrics.AUDIT_RECORDS.set(getattr(services.audit_log, "records", 0))
     metrics.CHANGE_LAG.set(time.monotonic() - services.refreshed_at)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
