@@ -34,7 +34,7 @@ from psycopg.pq import Escaping
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
-from gateway.audit import Anchor, AuditUnavailable, Record, chain, parse_at, prepare
+from gateway.audit import GENESIS, Anchor, AuditUnavailable, Record, chain, parse_at, prepare
 
 __all__ = [
     "CHUNK", "COLUMNS", "AuditLog", "append_admin_sync", "append_many_sync", "append_sync", "chain_transaction",
@@ -207,13 +207,15 @@ _HEAD = "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
 _ANCHOR = "SELECT seq, hash FROM audit_checkpoints ORDER BY seq DESC LIMIT 1"
 _SQLITE_INSERT_LOG = f"INSERT INTO audit_log ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * 9)})"
 _SQLITE_INSERT_TAGS = "INSERT INTO audit_log_agreements (agreement_id, seq) VALUES (?, ?)"
-# PostgreSQL: two round trips a batch, each one simple query (statements bound on the client). The
-# lock and the head are separate statements, so the head is read after the lock is held.
-_PG_LOCK_ONLY = f"BEGIN; SELECT pg_advisory_xact_lock({_CHAIN_LOCK}, hashtext(current_schema())); ".encode()
-_PG_BEGIN = (f"BEGIN; SELECT pg_advisory_xact_lock({_CHAIN_LOCK}, hashtext(current_schema())); "
-             "SELECT 0, seq, hash FROM (SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1) AS head "
-             "UNION ALL SELECT 1, seq, hash FROM (SELECT seq, hash FROM audit_checkpoints ORDER BY seq DESC LIMIT 1) "
-             "AS anchor")
+# PostgreSQL: one round trip a batch, one simple query (values bound on the client). The lock and the
+# INSERT are separate statements, so the INSERT's snapshot is taken once the lock is held.
+_PG_LOCK = f"BEGIN; SELECT pg_advisory_xact_lock({_CHAIN_LOCK}, hashtext(current_schema())); ".encode()
+_PG_HEAD = (b"SELECT 0, seq, hash FROM (SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1) AS head "
+            b"UNION ALL SELECT 1, seq, hash FROM (SELECT seq, hash FROM audit_checkpoints ORDER BY seq DESC LIMIT 1) "
+            b"AS anchor")
+_PG_HEAD_HASH = (b"COALESCE((SELECT hash FROM audit_log ORDER BY seq DESC LIMIT 1), "
+                 b"(SELECT hash FROM audit_checkpoints ORDER BY seq DESC LIMIT 1), '" + GENESIS.encode() + b"')")
+_PG_TRIES = 8  # guarded attempts of a batch before it takes the lock across two round trips
 
 _SQLITE_BUSY_SECONDS = 30.0  # as long as the store's other connections wait for the lock
 _CHECKPOINT_RECORDS = 2000  # SQLite: the sync thread checkpoints the WAL after about this many records
@@ -411,9 +413,11 @@ def _pg_insert(literal: Callable[[bytes], bytes], rows: list[tuple[Any, ...]], t
     """The statements that insert a batch and commit, every value escaped by libpq.
 
     With `after`, the batch is guarded instead of locked beforehand: the query begins, takes the chain
-    lock, and inserts only if the head still is `after` (the last record this writer committed); the
-    caller reads the INSERT's row count. Built here rather than with placeholders: psycopg parses a
-    query of thousands of placeholders in Python, which cost more than the whole rest of the batch.
+    lock, inserts only if the head still is `after`, reads the head it leaves (the batch's last record,
+    or another writer's), and commits, so the lock is held only while the server runs this one query.
+    Without `after`, the caller holds the lock already. Built here rather than with placeholders:
+    psycopg parses a query of thousands of placeholders in Python, which cost more than the whole
+    rest of the batch.
     """
     def text(value: str | None) -> bytes:
         return b"NULL" if value is None else literal(value.encode())
@@ -430,30 +434,38 @@ def _pg_insert(literal: Callable[[bytes], bytes], rows: list[tuple[Any, ...]], t
         if tags:
             query += b"INSERT INTO audit_log_agreements (agreement_id, seq) VALUES " + tag_values + b"; "
         return query + b"COMMIT"
-    query = (_PG_LOCK_ONLY + b"INSERT INTO audit_log (" + columns + b") SELECT * FROM (VALUES " + values
-             + b") AS batch WHERE (SELECT hash FROM audit_log ORDER BY seq DESC LIMIT 1) = " + text(after.hash) + b"; ")
+    query = (_PG_LOCK + b"INSERT INTO audit_log (" + columns + b") SELECT * FROM (VALUES " + values
+             + b") AS batch WHERE " + _PG_HEAD_HASH + b" = " + text(after.hash) + b"; ")
     if tags:
         query += (b"INSERT INTO audit_log_agreements (agreement_id, seq) SELECT * FROM (VALUES " + tag_values
                   + b") AS batch WHERE EXISTS (SELECT 1 FROM audit_log WHERE seq = %d AND id = %b); "
                   % (rows[0][0], text(rows[0][1])))
-    return query + b"COMMIT"
+    return query + _PG_HEAD + b"; COMMIT"
+
+
+def _head_of(rows: list[tuple[Any, ...]]) -> Anchor:
+    """The head from `_PG_HEAD`'s rows: the log's last record, else the newest checkpoint, else genesis."""
+    found = {row[0]: Anchor(row[1], row[2]) for row in rows}
+    return found.get(0) or found.get(1) or Anchor()
 
 
 class _PostgresStore:
     """PostgreSQL on the request path: an asynchronous connection on the event loop, one round trip a batch.
 
-    Each batch is one simple query (values bound on the client: psycopg's pipeline mode and array
-    parameters cost several times more CPU per batch here): begin, take the chain lock, insert the
-    batch (one multi-row INSERT per table) if the head is still the last record this writer
-    committed, commit. When another replica appended meanwhile nothing is inserted, and the batch is
-    written again the long way: one round trip for the lock and the head, one to insert and commit.
-    The commit is durable when it returns (the server's `synchronous_commit`).
+    Optimistic: the batch is chained after the head this writer last saw and sent as one simple query
+    (values bound on the client: psycopg's pipeline mode and array parameters cost several times more
+    CPU per batch here) that begins, takes the chain lock, inserts the batch if the head is still the
+    one it was chained after, reads the head, and commits. When another replica appended meanwhile
+    nothing is inserted, and the head read back is the one to chain after next: a retry is one more
+    round trip, and no round trip ends with the lock held, so a writer never holds it while its event
+    loop serves requests. After `_PG_TRIES` misses in a row the batch takes the lock first (two round
+    trips), so it cannot be starved. The commit is durable when it returns (`synchronous_commit`).
     """
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._conn: Any = None
-        self._head: Anchor | None = None  # the last record this writer committed, while nobody else appends
+        self._head: Anchor | None = None  # the head after this writer's last round trip
 
     async def _connection(self) -> Any:
         if self._conn is None or self._conn.closed:
@@ -471,7 +483,7 @@ class _PostgresStore:
         for attempt in (1, 2):
             conn = await self._connection()
             try:
-                sealed = await self._guarded(conn, prepared) or await self._locked(conn, prepared)
+                sealed = await self._optimistic(conn, prepared)
             except psycopg.IntegrityError:
                 self._head = None
                 await conn.execute("ROLLBACK")
@@ -486,26 +498,40 @@ class _PostgresStore:
                 return sealed
         raise AssertionError("unreachable")
 
-    async def _guarded(self, conn: Any, prepared: list[Record]) -> list[Record] | None:
-        """One round trip after the cached head; None (nothing written) when the head moved."""
+    async def _optimistic(self, conn: Any, prepared: list[Record]) -> list[Record]:
+        """Guarded attempts, each one round trip after the head the last one read back."""
         head, self._head = self._head, None
-        if head is None:
-            return None
+        if head is None:  # a new connection: the head read without the lock (the guard checks it)
+            cursor = await conn.execute(_PG_HEAD)
+            head = _head_of(await cursor.fetchall())
+        for _ in range(_PG_TRIES):
+            sealed, moved = await self._guarded(conn, prepared, head)
+            if sealed is not None:
+                return sealed
+            head = moved  # another writer appended: chain after its last record
+        return await self._locked(conn, prepared)
+
+    @staticmethod
+    async def _guarded(conn: Any, prepared: list[Record], head: Anchor) -> tuple[list[Record] | None, Anchor]:
+        """One round trip: (the sealed batch, or None when the head had moved; the head it left)."""
         sealed, rows, tags = _sealed_rows(prepared, head, str)
         cursor = await conn.execute(_pg_insert(Escaping(conn.pgconn).escape_literal, rows, tags, after=head))
-        counts = [cursor.rowcount]
-        while cursor.nextset():  # BEGIN, the lock, the INSERT, …
-            counts.append(cursor.rowcount)
-        return sealed if counts[2] == len(rows) else None
+        cursor.nextset()  # BEGIN, then the lock
+        cursor.nextset()
+        inserted = cursor.rowcount
+        if tags:
+            cursor.nextset()
+        cursor.nextset()
+        now = _head_of(await cursor.fetchall())
+        return (sealed if inserted == len(rows) else None), now
 
     @staticmethod
     async def _locked(conn: Any, prepared: list[Record]) -> list[Record]:
-        """Two round trips: the lock and the head first, then the batch after that head."""
-        cursor = await conn.execute(_PG_BEGIN)
-        while cursor.nextset():  # BEGIN, the lock, then the head and the anchor
-            pass
-        found = {row[0]: Anchor(row[1], row[2]) for row in await cursor.fetchall()}
-        sealed, rows, tags = _sealed_rows(prepared, found.get(0) or found.get(1) or Anchor(), str)
+        """Two round trips, the lock held between them: the lock and the head, then the batch after it."""
+        cursor = await conn.execute(_PG_LOCK + _PG_HEAD)
+        cursor.nextset()  # BEGIN, the lock, then the head and the anchor
+        cursor.nextset()
+        sealed, rows, tags = _sealed_rows(prepared, _head_of(await cursor.fetchall()), str)
         await conn.execute(_pg_insert(Escaping(conn.pgconn).escape_literal, rows, tags))
         return sealed
 

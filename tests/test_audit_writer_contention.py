@@ -1,0 +1,129 @@
+"""Two request-path writers appending to one audit log at once (two worker processes, or two replicas).
+
+Each writer runs on its own event loop in its own thread with its own engine, so their batches
+really race for the chain. Whatever the store, the log stays one contiguous chain that verifies,
+with every acknowledged record exactly once. On PostgreSQL the writer is optimistic: no round trip
+ends with the chain lock held, so another writer never waits for this one's event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from gateway.storage import audit_log, audit_writer
+from gateway.storage.database import migrate, open_engine
+
+APPLICATION = "shuhi-audit-contention-test"
+WAVES, PER_WAVE = 30, 12
+
+
+@pytest.fixture
+def engines(database_url: str) -> Iterator[tuple[sa.Engine, sa.Engine]]:
+    """Two engines on one fresh store, as two processes would have; PostgreSQL sessions are named."""
+    if database_url.startswith("postgresql"):
+        database_url += f"&application_name={APPLICATION}"
+    one, two = open_engine(database_url), open_engine(database_url)
+    migrate(one)
+    yield one, two
+    one.dispose()
+    two.dispose()
+
+
+def record(writer: str, i: int) -> dict[str, Any]:
+    return {"kind": "decision", "id": f"dec_{writer}{i:05d}", "principal": f"user{i % 3}@example.co.jp",
+            "endpoint": "chat.completions", "destination": "openai", "model": "gpt-4o-mini",
+            "decision": "allow" if i % 2 else "redact", "agreements": [f"nda-{i % 2}"] if i % 2 else [],
+            "body_hash": f"{i:064x}"}
+
+
+def write_in_waves(engine: sa.Engine, writer: str, acknowledged: list[str], errors: list[BaseException]) -> None:
+    """Waves of concurrent appends on a new event loop, as a busy worker's requests would make them."""
+    async def run() -> None:
+        log = audit_log.AuditLog(engine, max_batch=8)
+        try:
+            for wave in range(WAVES):
+                sealed = await asyncio.gather(*(log.append(record(writer, wave * PER_WAVE + k))
+                                                for k in range(PER_WAVE)))
+                acknowledged.extend(r["id"] for r in sealed)
+                await asyncio.sleep(0)  # the loop's other work
+        finally:
+            await log.aclose()
+
+    try:
+        asyncio.run(run())
+    except BaseException as exc:  # reported by the test
+        errors.append(exc)
+
+
+def race(engines: tuple[sa.Engine, sa.Engine], watch: sa.Engine | None = None) -> tuple[dict[str, list[str]], int]:
+    """Both writers at once; with `watch`, count the samples in which one of them sat idle holding the lock."""
+    acknowledged: dict[str, list[str]] = {"a": [], "b": []}
+    errors: list[BaseException] = []
+    threads = [threading.Thread(target=write_in_waves, args=(engine, name, acknowledged[name], errors))
+               for engine, name in zip(engines, "ab", strict=True)]
+    for thread in threads:
+        thread.start()
+    held_idle = 0
+    if watch is not None:
+        with watch.connect() as conn:
+            while any(thread.is_alive() for thread in threads):
+                held_idle += conn.execute(sa.text(
+                    "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                    "WHERE l.locktype = 'advisory' AND l.granted AND a.application_name = :app "
+                    "AND a.state LIKE 'idle in transaction%'"), {"app": APPLICATION}).scalar_one()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    return acknowledged, held_idle
+
+
+def stored(engine: sa.Engine) -> list[tuple[int, str]]:
+    with engine.connect() as conn:
+        return [(seq, rid) for seq, rid in conn.execute(
+            sa.select(audit_log.audit_log.c.seq, audit_log.audit_log.c.id).order_by(audit_log.audit_log.c.seq))]
+
+
+def assert_one_chain(engine: sa.Engine, acknowledged: dict[str, list[str]]) -> None:
+    rows = stored(engine)
+    total = 2 * WAVES * PER_WAVE
+    assert [seq for seq, _ in rows] == list(range(1, total + 1))
+    assert sorted(rid for _, rid in rows) == sorted(acknowledged["a"] + acknowledged["b"])
+    assert len({rid for _, rid in rows}) == total
+    switches = sum(rows[k][1][4] != rows[k - 1][1][4] for k in range(1, total))
+    assert switches >= 10  # the writers' batches really interleaved: the chain moved under each of them
+    with engine.connect() as conn:
+        tags = conn.execute(sa.text("SELECT count(*) FROM audit_log_agreements")).scalar_one()
+    assert tags == total // 2  # every odd record carries one agreement, written with it, once
+    result = audit_log.verify(engine)
+    assert result["ok"] and result["records"] == total
+
+
+def test_two_writers_at_once_keep_one_chain_with_every_record_once(engines: tuple[sa.Engine, sa.Engine]) -> None:
+    acknowledged, _ = race(engines)
+    assert_one_chain(engines[0], acknowledged)
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_on_postgresql_no_writer_waits_idle_holding_the_chain_lock(engines: tuple[sa.Engine, sa.Engine],
+                                                                   database_url: str) -> None:
+    watch = sa.create_engine(database_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        acknowledged, held_idle = race(engines, watch)
+    finally:
+        watch.dispose()
+    assert_one_chain(engines[0], acknowledged)
+    assert held_idle == 0
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_on_postgresql_a_batch_that_keeps_missing_takes_the_lock_and_keeps_the_chain(
+        engines: tuple[sa.Engine, sa.Engine], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(audit_writer, "_PG_TRIES", 0)  # every batch the starved writer's way
+    acknowledged, _ = race(engines)
+    assert_one_chain(engines[0], acknowledged)
