@@ -408,15 +408,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def clean_up(*steps: Any) -> None:
-    """Run every step, whatever the ones before raised (a stuck process must not leave a schema behind)."""
-    for step in steps:
-        try:
-            step()
-        except Exception as exc:  # noqa: BLE001 - report and go on
-            print(f"clean-up: {step.__qualname__}: {type(exc).__name__}: {exc}", file=sys.stderr)
-
-
 async def _cancellable(coro: Any) -> Any:
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
@@ -461,7 +452,7 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # the loop reset them
                     signal.signal(signum, po._terminate)
-                clean_up(gateway_procs.stop_all, stores.drop_all)
+                po.clean_up(gateway_procs.stop_all, stores.drop_all)
         result: dict[str, Any] = {
             "benchmark": "audit_throughput",
             "started_at": started.isoformat(timespec="seconds"),
@@ -486,13 +477,7 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted: stopping the processes", file=sys.stderr)
         return 130
     finally:
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(signum, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
-        clean_up(gateway_procs.stop_all, upstream_procs.stop_all, stores.drop_all)
-        if args.keep:
-            print(f"work directory kept: {workdir}", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        po.finish(workdir, args.keep, gateway_procs.stop_all, upstream_procs.stop_all, stores.drop_all)
 
 
 if __name__ == "__main__":

@@ -638,11 +638,13 @@ def gateway_command() -> list[str]:
     return [str(shuhi)] if shuhi.exists() else [sys.executable, "-m", "gateway.cli"]
 
 
-def start_upstream(procs: Processes, cpu: int | None) -> tuple[subprocess.Popen[bytes], int]:
-    """The fake upstream (`python -m gateway.demo.upstream`) on a free port: (process, port)."""
+def start_upstream(procs: Processes, cpu: int | None, command: list[str] | None = None
+                   ) -> tuple[subprocess.Popen[bytes], int]:
+    """The fake upstream on a free port: (process, port). `command` (default `python -m
+    gateway.demo.upstream`) takes `--host` and `--port` and prints "listening on http://HOST:PORT"."""
     workdir = procs.workdir
-    upstream = procs.start("upstream", [sys.executable, "-m", "gateway.demo.upstream", "--host", "127.0.0.1",
-                                        "--port", "0"], cpu)
+    upstream = procs.start("upstream", [*(command or [sys.executable, "-m", "gateway.demo.upstream"]), "--host",
+                                        "127.0.0.1", "--port", "0"], cpu)
     upstream_port = 0
 
     def upstream_listening() -> bool:
@@ -984,6 +986,27 @@ def _terminate(signum: int, _frame: Any) -> None:
     raise Interrupted(signal.Signals(signum).name)
 
 
+def clean_up(*steps: Callable[[], object]) -> None:
+    """Run every step, whatever the ones before raised (a stuck process must not leave a schema behind)."""
+    for step in steps:
+        try:
+            step()
+        except Exception as exc:  # noqa: BLE001 - report and go on
+            print(f"clean-up: {step.__qualname__}: {type(exc).__name__}: {exc}", file=sys.stderr)
+
+
+def finish(workdir: Path, keep: bool, *steps: Callable[[], object]) -> None:
+    """The end of a benchmark run, whatever happened: signals ignored from here on (a second Ctrl-C
+    must not cut the clean-up short), every step run, then the work directory kept or removed."""
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_IGN)
+    clean_up(*steps)
+    if keep:
+        print(f"work directory kept: {workdir}", file=sys.stderr)
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 async def _cancellable(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
     """`measure`, cancelled cleanly by SIGINT/SIGTERM/SIGHUP (the loop's own handlers, so they act at once)."""
     loop = asyncio.get_running_loop()
@@ -1046,13 +1069,7 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted: stopping the processes", file=sys.stderr)
         return 130
     finally:
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(signum, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
-        procs.stop_all()
-        if args.keep:
-            print(f"work directory kept: {workdir}", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        finish(workdir, args.keep, procs.stop_all)
 
 
 if __name__ == "__main__":
