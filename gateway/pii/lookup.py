@@ -20,8 +20,26 @@ class Lookup:
     japanese_ner: bool = False
 
 
+_MADE: dict[tuple[int, str], tuple[PiiRule, Lookup | None]] = {}  # per policy object and destination kind
+
+
 def lookup_for(rule: PiiRule, kind: str) -> Lookup | None:
-    """The entities whose action towards `kind` is not `allow`; None when there is nothing to look for."""
+    """The entities whose action towards `kind` is not `allow`; None when there is nothing to look for.
+
+    Asked on every request, answered from a cache per policy object: a policy is replaced, never
+    changed in place, so a new policy is a new key (the entry keeps its rule, so an id is never reused).
+    """
+    made = _MADE.get((id(rule), kind))
+    if made is not None and made[0] is rule:
+        return made[1]
+    if len(_MADE) > 64:
+        _MADE.clear()
+    lookup = _make(rule, kind)
+    _MADE[(id(rule), kind)] = (rule, lookup)
+    return lookup
+
+
+def _make(rule: PiiRule, kind: str) -> Lookup | None:
     wanted = frozenset(e for e in rule.entities if rule.action_for(e, kind) != "allow")
     if not wanted:
         return None
