@@ -2,8 +2,8 @@
 
 Each writer runs on its own event loop in its own thread with its own engine, so their batches
 really race for the chain. Whatever the store, the log stays one contiguous chain that verifies,
-with every acknowledged record exactly once. On PostgreSQL the writer is optimistic: no round trip
-ends with the chain lock held, so another writer never waits for this one's event loop.
+with every acknowledged record exactly once. On PostgreSQL the server chains each batch inside one
+query: no round trip ends with the chain lock held, so a writer never waits for another's event loop.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from gateway.storage import audit_log, audit_writer
+from gateway.audit import chain
+from gateway.storage import audit_log
 from gateway.storage.database import migrate, open_engine
 
 APPLICATION = "shuhi-audit-contention-test"
@@ -121,9 +122,27 @@ def test_on_postgresql_no_writer_waits_idle_holding_the_chain_lock(engines: tupl
     assert held_idle == 0
 
 
-@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-def test_on_postgresql_a_batch_that_keeps_missing_takes_the_lock_and_keeps_the_chain(
-        engines: tuple[sa.Engine, sa.Engine], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(audit_writer, "_PG_TRIES", 0)  # every batch the starved writer's way
-    acknowledged, _ = race(engines)
-    assert_one_chain(engines[0], acknowledged)
+
+def test_a_record_is_sealed_exactly_as_the_chain_defines_it(engines: tuple[sa.Engine, sa.Engine]) -> None:
+    """PostgreSQL hashes on the server: the same bytes and hash as `gateway.audit.chain`, Japanese included."""
+    fields = [record("a", 1) | {"purpose": {"nda-1": "共同評価 / joint evaluation"}},
+              {"kind": "admin", "actor": "tok_1", "actor_role": "legal", "action": "agreement.create",
+               "target": "nda-秘密", "details": {"title_sha256": "0" * 64, "note": "改行\n\"引用\""}}]
+
+    async def run() -> list[dict[str, Any]]:
+        log = audit_log.AuditLog(engines[0])
+        try:
+            return list(await asyncio.gather(*(log.append(f) for f in fields)))
+        finally:
+            await log.aclose()
+
+    sealed = asyncio.run(run())
+    with engines[0].connect() as conn:
+        stored = {rid: (seq, prev, hash_, canonical) for rid, seq, prev, hash_, canonical in conn.execute(sa.text(
+            "SELECT id, seq, prev_hash, hash, canonical FROM audit_log"))}
+    for one in sealed:
+        unsealed = {k: v for k, v in one.items() if k not in ("seq", "prev_hash", "hash")}
+        again, body = chain(unsealed, one["seq"], one["prev_hash"])
+        assert again == one
+        assert stored[one["id"]] == (one["seq"], one["prev_hash"], one["hash"], body.decode())
+    assert audit_log.verify(engines[0])["ok"]

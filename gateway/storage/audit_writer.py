@@ -29,6 +29,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import Any
 
+import orjson
 import psycopg
 from psycopg.pq import Escaping
 from sqlalchemy import Connection, Engine
@@ -210,12 +211,31 @@ _SQLITE_INSERT_TAGS = "INSERT INTO audit_log_agreements (agreement_id, seq) VALU
 # PostgreSQL: one round trip a batch, one simple query (values bound on the client). The lock and the
 # INSERT are separate statements, so the INSERT's snapshot is taken once the lock is held.
 _PG_LOCK = f"BEGIN; SELECT pg_advisory_xact_lock({_CHAIN_LOCK}, hashtext(current_schema())); ".encode()
-_PG_HEAD = (b"SELECT 0, seq, hash FROM (SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1) AS head "
-            b"UNION ALL SELECT 1, seq, hash FROM (SELECT seq, hash FROM audit_checkpoints ORDER BY seq DESC LIMIT 1) "
-            b"AS anchor")
-_PG_HEAD_HASH = (b"COALESCE((SELECT hash FROM audit_log ORDER BY seq DESC LIMIT 1), "
-                 b"(SELECT hash FROM audit_checkpoints ORDER BY seq DESC LIMIT 1), '" + GENESIS.encode() + b"')")
-_PG_TRIES = 8  # guarded attempts of a batch before it takes the lock across two round trips
+# The head inside the lock: the log's last record, else the newest checkpoint, else the chain's start.
+_PG_HEAD = (b"SELECT seq, hash FROM (SELECT 0 AS o, seq, hash FROM (SELECT seq, hash FROM audit_log ORDER BY seq DESC "
+            b"LIMIT 1) AS last UNION ALL SELECT 1, seq, hash FROM (SELECT seq, hash FROM audit_checkpoints ORDER BY "
+            b"seq DESC LIMIT 1) AS anchor UNION ALL SELECT 2, 0, '" + GENESIS.encode() + b"') AS h ORDER BY o LIMIT 1")
+# Each record's canonical bytes are sent cut where its seq and prev_hash go (p1 prev p2 seq p3); the
+# server chains the batch after the head, hashing each record as `gateway.audit.chain` does. Prepared
+# once per connection, with a generic plan: planning this query cost as much as running it.
+_PG_PREPARE = (
+    b"SET plan_cache_mode = force_generic_plan; "
+    b"PREPARE shuhi_audit_append (text[], text[], text[], text[], text[], text[], text[], text[], text[], text[]) AS "
+    b"WITH RECURSIVE batch (id, at, kind, principal, decision, p1, p2, p3, n) AS ("
+    b"SELECT * FROM unnest($1, $2::timestamptz[], $3, $4, $5, $6, $7, $8) WITH ORDINALITY), "
+    b"head AS (" + _PG_HEAD + b"), "
+    b"chained (n, seq, prev_hash, hash) AS ("
+    b"SELECT 1::bigint, h.seq + 1, h.hash, encode(sha256(convert_to(b.p1 || h.hash || b.p2 || (h.seq + 1) || b.p3, "
+    b"'UTF8')), 'hex') FROM head AS h, batch AS b WHERE b.n = 1 "
+    b"UNION ALL SELECT b.n, c.seq + 1, c.hash, encode(sha256(convert_to(b.p1 || c.hash || b.p2 || (c.seq + 1) "
+    b"|| b.p3, 'UTF8')), 'hex') FROM chained AS c JOIN batch AS b ON b.n = c.n + 1), "
+    b"inserted AS (INSERT INTO audit_log (" + ", ".join(COLUMNS).encode() + b") "
+    b"SELECT c.seq, b.id, b.at, b.kind, b.principal, b.decision, c.prev_hash, c.hash, "
+    b"b.p1 || c.prev_hash || b.p2 || c.seq || b.p3 FROM chained AS c JOIN batch AS b USING (n) "
+    b"RETURNING seq, id, prev_hash, hash), "
+    b"tagged AS (INSERT INTO audit_log_agreements (agreement_id, seq) SELECT t.agreement_id, i.seq "
+    b"FROM unnest($9, $10) AS t (id, agreement_id) JOIN inserted AS i USING (id)) "
+    b"SELECT seq, id, prev_hash, hash FROM inserted ORDER BY seq")
 
 _SQLITE_BUSY_SECONDS = 30.0  # as long as the store's other connections wait for the lock
 _CHECKPOINT_RECORDS = 2000  # SQLite: the sync thread checkpoints the WAL after about this many records
@@ -408,74 +428,66 @@ def _settle_all(futures: list[asyncio.Future[None]], error: BaseException | None
             done.set_exception(_unavailable(error))
 
 
-def _pg_insert(literal: Callable[[bytes], bytes], rows: list[tuple[Any, ...]], tags: list[tuple[str, int]],
-               after: Anchor | None = None) -> bytes:
-    """The statements that insert a batch and commit, every value escaped by libpq.
+def _cut(prepared: Record, prev_mark: str, seq_mark: str) -> tuple[str, str, str]:
+    """The record's canonical text (as `gateway.audit.chain` makes it) cut where prev_hash and seq go."""
+    body = orjson.dumps({**prepared, "seq": seq_mark, "prev_hash": prev_mark}, option=orjson.OPT_SORT_KEYS).decode()
+    p1, rest = body.split(prev_mark)  # keys sorted: prev_hash comes before seq; the marks occur once
+    p2, p3 = rest.split(f'"{seq_mark}"')
+    return p1, p2, p3
 
-    With `after`, the batch is guarded instead of locked beforehand: the query begins, takes the chain
-    lock, inserts only if the head still is `after`, reads the head it leaves (the batch's last record,
-    or another writer's), and commits, so the lock is held only while the server runs this one query.
-    Without `after`, the caller holds the lock already. Built here rather than with placeholders:
-    psycopg parses a query of thousands of placeholders in Python, which cost more than the whole
-    rest of the batch.
+
+def _pg_chain_insert(literal: Callable[[bytes], bytes], prepared: list[Record]) -> bytes:
+    """The query that appends a batch: begin, take the chain lock, chain and insert the batch after the
+    head on the server, tag it with its agreements, return (seq, id, prev_hash, hash) of each, commit.
+
+    The lock is held only while the server runs this one query: no writer waits for another's event
+    loop, and no batch has to be sent again because another writer appended meanwhile. Values are
+    escaped by libpq and built here rather than bound as parameters: psycopg adapting arrays and
+    parsing placeholders costs more Python CPU than the whole rest of the batch.
     """
     def text(value: str | None) -> bytes:
         return b"NULL" if value is None else literal(value.encode())
 
-    values = b", ".join(
-        b"(%d, %b, %b::timestamptz, %b, %b, %b, %b, %b, %b)" % (
-            seq, text(id_), text(at), text(kind), text(principal), text(decision), text(prev), text(hash_),
-            text(canonical))
-        for seq, id_, at, kind, principal, decision, prev, hash_, canonical in rows)
-    tag_values = b", ".join(b"(%b, %d)" % (text(agreement), seq) for agreement, seq in tags)
-    columns = ", ".join(COLUMNS).encode()
-    if after is None:
-        query = b"INSERT INTO audit_log (" + columns + b") VALUES " + values + b"; "
-        if tags:
-            query += b"INSERT INTO audit_log_agreements (agreement_id, seq) VALUES " + tag_values + b"; "
-        return query + b"COMMIT"
-    query = (_PG_LOCK + b"INSERT INTO audit_log (" + columns + b") SELECT * FROM (VALUES " + values
-             + b") AS batch WHERE " + _PG_HEAD_HASH + b" = " + text(after.hash) + b"; ")
-    if tags:
-        query += (b"INSERT INTO audit_log_agreements (agreement_id, seq) SELECT * FROM (VALUES " + tag_values
-                  + b") AS batch WHERE EXISTS (SELECT 1 FROM audit_log WHERE seq = %d AND id = %b); "
-                  % (rows[0][0], text(rows[0][1])))
-    return query + _PG_HEAD + b"; COMMIT"
-
-
-def _head_of(rows: list[tuple[Any, ...]]) -> Anchor:
-    """The head from `_PG_HEAD`'s rows: the log's last record, else the newest checkpoint, else genesis."""
-    found = {row[0]: Anchor(row[1], row[2]) for row in rows}
-    return found.get(0) or found.get(1) or Anchor()
+    mark = os.urandom(8).hex()
+    prev_mark, seq_mark = "prev" + mark, "seq" + mark
+    columns: list[list[bytes]] = [[] for _ in range(10)]  # the statement's ten arrays
+    for record in prepared:
+        p1, p2, p3 = _cut(record, prev_mark, seq_mark)
+        values = (record["id"], record["at"], record["kind"], record.get("principal"), record.get("decision"), p1, p2, p3)
+        for column, value in zip(columns[:8], values, strict=True):
+            column.append(text(value))
+        for agreement in record.get("agreements", ()):  # tags: (record id, agreement id)
+            columns[8].append(text(record["id"]))
+            columns[9].append(text(agreement))
+    arrays = b", ".join(b"ARRAY[" + b", ".join(column) + b"]::text[]" for column in columns)
+    return _PG_LOCK + b"EXECUTE shuhi_audit_append (" + arrays + b"); COMMIT"
 
 
 class _PostgresStore:
     """PostgreSQL on the request path: an asynchronous connection on the event loop, one round trip a batch.
 
-    Optimistic: the batch is chained after the head this writer last saw and sent as one simple query
-    (values bound on the client: psycopg's pipeline mode and array parameters cost several times more
-    CPU per batch here) that begins, takes the chain lock, inserts the batch if the head is still the
-    one it was chained after, reads the head, and commits. When another replica appended meanwhile
-    nothing is inserted, and the head read back is the one to chain after next: a retry is one more
-    round trip, and no round trip ends with the lock held, so a writer never holds it while its event
-    loop serves requests. After `_PG_TRIES` misses in a row the batch takes the lock first (two round
-    trips), so it cannot be starved. The commit is durable when it returns (`synchronous_commit`).
+    Each batch is one simple query (values bound on the client: psycopg's pipeline mode and array
+    parameters cost several times more CPU per batch here) in which the server takes the chain lock,
+    chains the batch after the head and commits (`_pg_chain_insert`). With several replicas appending,
+    no batch is ever chained after a stale head and sent again, and the lock is never held across a
+    round trip, so one writer never waits for another's event loop. The commit is durable when it
+    returns (the server's `synchronous_commit`).
     """
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._conn: Any = None
-        self._head: Anchor | None = None  # the head after this writer's last round trip
 
     async def _connection(self) -> Any:
         if self._conn is None or self._conn.closed:
-            self._head = None
             args, kwargs = self.engine.dialect.create_connect_args(self.engine.url)
             kwargs.pop("context", None)
             try:
                 self._conn = await psycopg.AsyncConnection.connect(*args, **kwargs, autocommit=True,
                                                                    cursor_factory=psycopg.AsyncClientCursor)
+                await self._conn.execute(_PG_PREPARE)
             except psycopg.Error as exc:
+                await self.drop()
                 raise _unavailable(exc) from exc
         return self._conn
 
@@ -483,9 +495,11 @@ class _PostgresStore:
         for attempt in (1, 2):
             conn = await self._connection()
             try:
-                sealed = await self._optimistic(conn, prepared)
+                cursor = await conn.execute(_pg_chain_insert(Escaping(conn.pgconn).escape_literal, prepared))
+                cursor.nextset()  # BEGIN, the lock, then the chained batch
+                cursor.nextset()
+                rows = await cursor.fetchall()
             except psycopg.IntegrityError:
-                self._head = None
                 await conn.execute("ROLLBACK")
                 raise _Clash from None
             except psycopg.Error as exc:
@@ -494,46 +508,11 @@ class _PostgresStore:
                 if attempt == 2 or not lost:
                     raise _unavailable(exc) from exc
             else:
-                self._head = Anchor(sealed[-1]["seq"], sealed[-1]["hash"])
-                return sealed
+                if [row[1] for row in rows] != [record["id"] for record in prepared]:
+                    raise _unavailable(RuntimeError("the batch was not appended in order"))
+                return [{**record, "seq": seq, "prev_hash": prev, "hash": hash_}
+                        for record, (seq, _, prev, hash_) in zip(prepared, rows, strict=True)]
         raise AssertionError("unreachable")
-
-    async def _optimistic(self, conn: Any, prepared: list[Record]) -> list[Record]:
-        """Guarded attempts, each one round trip after the head the last one read back."""
-        head, self._head = self._head, None
-        if head is None:  # a new connection: the head read without the lock (the guard checks it)
-            cursor = await conn.execute(_PG_HEAD)
-            head = _head_of(await cursor.fetchall())
-        for _ in range(_PG_TRIES):
-            sealed, moved = await self._guarded(conn, prepared, head)
-            if sealed is not None:
-                return sealed
-            head = moved  # another writer appended: chain after its last record
-        return await self._locked(conn, prepared)
-
-    @staticmethod
-    async def _guarded(conn: Any, prepared: list[Record], head: Anchor) -> tuple[list[Record] | None, Anchor]:
-        """One round trip: (the sealed batch, or None when the head had moved; the head it left)."""
-        sealed, rows, tags = _sealed_rows(prepared, head, str)
-        cursor = await conn.execute(_pg_insert(Escaping(conn.pgconn).escape_literal, rows, tags, after=head))
-        cursor.nextset()  # BEGIN, then the lock
-        cursor.nextset()
-        inserted = cursor.rowcount
-        if tags:
-            cursor.nextset()
-        cursor.nextset()
-        now = _head_of(await cursor.fetchall())
-        return (sealed if inserted == len(rows) else None), now
-
-    @staticmethod
-    async def _locked(conn: Any, prepared: list[Record]) -> list[Record]:
-        """Two round trips, the lock held between them: the lock and the head, then the batch after it."""
-        cursor = await conn.execute(_PG_LOCK + _PG_HEAD)
-        cursor.nextset()  # BEGIN, the lock, then the head and the anchor
-        cursor.nextset()
-        sealed, rows, tags = _sealed_rows(prepared, _head_of(await cursor.fetchall()), str)
-        await conn.execute(_pg_insert(Escaping(conn.pgconn).escape_literal, rows, tags))
-        return sealed
 
     async def drop(self) -> None:
         if self._conn is not None:
