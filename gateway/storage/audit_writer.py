@@ -529,13 +529,18 @@ class _PostgresStore:
 
 
 class _Batch:
-    """Records appended while the previous batch was being committed; everybody waiting shares one future."""
+    """Records appended while the previous batch was being committed, and who waits for which of them.
 
-    __slots__ = ("records", "future", "timer")
+    Each waiting append has a future of its own (its record, or the AuditUnavailable that refuses it,
+    as a result): a cancelled caller cancels only its own, and nothing is wrapped per call. One timer
+    per batch refuses whoever still waits when the store does not answer in time.
+    """
+
+    __slots__ = ("records", "waiters", "timer")
 
     def __init__(self) -> None:
         self.records: list[Record] = []
-        self.future: asyncio.Future[list[Record | AuditUnavailable]] | None = None
+        self.waiters: list[tuple[int, asyncio.Future[Record | AuditUnavailable]]] = []
         self.timer: asyncio.TimerHandle | None = None
 
 
@@ -543,10 +548,9 @@ class AuditLog:
     """The request path's writer: `append` returns once the record is committed, in group commits.
 
     Appends join the open batch; one task on the event loop commits one batch at a time, so whatever
-    arrives while a commit runs goes into the next (up to `max_batch` records). Everybody waiting on a
-    batch awaits one future, woken once, with one timer: an append waits at most `timeout` seconds,
-    then is refused; its record may still be committed later (refused, yet on record, never the
-    reverse). Records nobody waits for (`append_nowait`: outcomes, after the answer) ride with the
+    arrives while a commit runs goes into the next (up to `max_batch` records). The callers waiting on
+    a batch are answered in one pass, with one timer: an append waits at most `timeout` seconds, then
+    is refused; its record may still be committed later (refused, yet on record, never the reverse). Records nobody waits for (`append_nowait`: outcomes, after the answer) ride with the
     next awaited batch, or are committed after `lazy` seconds when none comes, so a request's decision
     record does not queue behind the previous request's outcome. Under load (the last batch held more
     than one record) the writer lingers `linger` seconds before the next commit, to gather more: each
@@ -616,19 +620,16 @@ class AuditLog:
         prepared = prepare(fields)
         self._ensure_started()
         batch = self._open_batch()
-        index = len(batch.records)
-        batch.records.append(prepared)
-        future = batch.future
-        if future is None:
-            loop = asyncio.get_running_loop()
-            future = batch.future = loop.create_future()
-            batch.timer = loop.call_later(self.timeout, _expire, future)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Record | AuditUnavailable] = loop.create_future()
+        if not batch.waiters:
+            batch.timer = loop.call_later(self.timeout, _expire, batch)
             self._kick()
+        batch.waiters.append((len(batch.records), future))
+        batch.records.append(prepared)
         self._waiting += 1
         try:
-            result = (await asyncio.shield(future))[index]
-        except AuditUnavailable as exc:  # shared by the batch: each caller raises its own
-            raise AuditUnavailable(exc.message) from None
+            result = await future
         finally:
             self._waiting -= 1
             if self._waiting == 0 and self._answered is not None:
@@ -679,7 +680,7 @@ class AuditLog:
         batches = self._batches
         if not batches or not batches[0].records:
             return None
-        if batches[0].future is None and len(batches) == 1 and not self._due and not self._closed:
+        if not batches[0].waiters and len(batches) == 1 and not self._due and not self._closed:
             return None
         self._due = False
         return batches.popleft()
@@ -733,16 +734,19 @@ class AuditLog:
         self.records += len(results) - len(failed)
         if batch.timer is not None:
             batch.timer.cancel()
-        future = batch.future
-        if future is not None and not future.done():
-            future.set_result(results)
+        for index, future in batch.waiters:
+            if not future.done():  # done: its caller was cancelled, or refused by the timer
+                future.set_result(results[index])
         if failed:
             log.error("%d audit records not written: %s", len(failed), failed[0].code)
 
 
-def _expire(future: asyncio.Future[Any]) -> None:
-    if not future.done():
-        future.set_exception(AuditUnavailable("監査ログの書き込みが時間切れです。 / The audit log did not answer in time."))
+def _expire(batch: _Batch) -> None:
+    """The batch's timer: whoever still waits is refused (the records may yet be committed)."""
+    for _, future in batch.waiters:
+        if not future.done():
+            future.set_result(AuditUnavailable("監査ログの書き込みが時間切れです。 / "
+                                               "The audit log did not answer in time."))
 
 
 def append_sync(engine: Engine, fields: Mapping[str, Any]) -> Record:
