@@ -8,8 +8,8 @@
 # (podman's default OCI format drops HEALTHCHECK: build with --format docker to keep it.)
 # The SQLite store and its generated secret live in the /data volume; replicas use
 # SHUHI_DATABASE_URL=postgresql://… and one SHUHI_SECRET_KEY for all (gateway/deploy/).
-# Pin further by digest in your registry: DEBIAN=debian:12.15-slim@sha256:….
-ARG DEBIAN=debian:12.15-slim
+# Pin further by digest in your registry: DEBIAN=docker.io/library/debian:12.15-slim@sha256:….
+ARG DEBIAN=docker.io/library/debian:12.15-slim
 
 FROM ${DEBIAN} AS build
 RUN apt-get update \
