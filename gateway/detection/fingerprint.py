@@ -172,51 +172,79 @@ def _mix(x: UInt64Array) -> UInt64Array:
     return x ^ (x >> U64(31))
 
 
+def _mix_inplace(x: UInt64Array) -> UInt64Array:
+    """`_mix` overwriting `x`: one scratch array instead of a new array per step (this runs on every gram)."""
+    tmp = np.right_shift(x, U64(30))
+    np.bitwise_xor(x, tmp, out=x)
+    np.multiply(x, U64(0xBF58476D1CE4E5B9), out=x)
+    np.right_shift(x, U64(27), out=tmp)
+    np.bitwise_xor(x, tmp, out=x)
+    np.multiply(x, U64(0x94D049BB133111EB), out=x)
+    np.right_shift(x, U64(31), out=tmp)
+    np.bitwise_xor(x, tmp, out=x)
+    return x
+
+
+# Per-row rotation amounts of the paired SipHash state (see `_siphash13`).
+_ROT_FIRST = np.array([[13], [16]], np.uint64)
+_ROT_SECOND = np.array([[17], [21]], np.uint64)
+
+
 def _siphash13(k0: int, k1: int, m: UInt64Array) -> UInt64Array:
     """SipHash-1-3 (the variant CPython uses for str hashing) of one 64-bit word per element.
 
-    Vectorised with in-place ufuncs: the cost is dominated by the ~100 numpy
-    calls, so the whole request's kept grams are hashed in one call.
+    Vectorised with in-place ufuncs whose cost is mostly per call, so the
+    state is held as two rows, ``a = (v0, v2)`` and ``b = (v1, v3)``: each
+    half of a SipRound does the same operations on both pairs (with
+    different rotation amounts), so one call does the work of two. All of a
+    request's kept grams are hashed in one call.
     """
     n = m.shape[0]
-    v0 = np.full(n, U64(k0 ^ 0x736F6D6570736575))
-    v1 = np.full(n, U64(k1 ^ 0x646F72616E646F6D))
-    v2 = np.full(n, U64(k0 ^ 0x6C7967656E657261))
-    v3 = np.full(n, U64(k1 ^ 0x7465646279746573))
-    tmp = np.empty(n, np.uint64)
+    a = np.empty((2, n), np.uint64)
+    b = np.empty((2, n), np.uint64)
+    a[0] = U64(k0 ^ 0x736F6D6570736575)
+    b[0] = U64(k1 ^ 0x646F72616E646F6D)
+    a[1] = U64(k0 ^ 0x6C7967656E657261)
+    b[1] = U64(k1 ^ 0x7465646279746573)
+    tmp = np.empty((2, n), np.uint64)
+    half = np.empty(n, np.uint64)
+    left_first, right_first = _ROT_FIRST, U64(64) - _ROT_FIRST
+    left_second, right_second = _ROT_SECOND, U64(64) - _ROT_SECOND
 
-    def rotl(x: UInt64Array, b: int) -> None:
-        np.right_shift(x, U64(64 - b), out=tmp)
-        np.left_shift(x, U64(b), out=x)
-        np.bitwise_or(x, tmp, out=x)
+    def rotl_b(left: UInt64Array, right: UInt64Array) -> None:
+        np.right_shift(b, right, out=tmp)
+        np.left_shift(b, left, out=b)
+        np.bitwise_or(b, tmp, out=b)
+
+    def rot32(row: UInt64Array) -> None:
+        np.right_shift(row, U64(32), out=half)
+        np.left_shift(row, U64(32), out=row)
+        np.bitwise_or(row, half, out=row)
 
     def sipround() -> None:
-        np.add(v0, v1, out=v0)
-        rotl(v1, 13)
-        np.bitwise_xor(v1, v0, out=v1)
-        rotl(v0, 32)
-        np.add(v2, v3, out=v2)
-        rotl(v3, 16)
-        np.bitwise_xor(v3, v2, out=v3)
-        np.add(v0, v3, out=v0)
-        rotl(v3, 21)
-        np.bitwise_xor(v3, v0, out=v3)
-        np.add(v2, v1, out=v2)
-        rotl(v1, 17)
-        np.bitwise_xor(v1, v2, out=v1)
-        rotl(v2, 32)
+        np.add(a, b, out=a)  # v0 += v1; v2 += v3
+        rotl_b(left_first, right_first)  # v1 <<<= 13; v3 <<<= 16
+        np.bitwise_xor(b, a, out=b)  # v1 ^= v0; v3 ^= v2
+        rot32(a[0])  # v0 <<<= 32
+        np.add(a, b[::-1], out=a)  # v0 += v3; v2 += v1
+        rotl_b(left_second, right_second)  # v1 <<<= 17; v3 <<<= 21
+        np.bitwise_xor(b, a[::-1], out=b)  # v1 ^= v2; v3 ^= v0
+        rot32(a[1])  # v2 <<<= 32
 
-    np.bitwise_xor(v3, m, out=v3)
+    np.bitwise_xor(b[1], m, out=b[1])
     sipround()
-    np.bitwise_xor(v0, m, out=v0)
+    np.bitwise_xor(a[0], m, out=a[0])
     last = U64(8 << 56)
-    np.bitwise_xor(v3, last, out=v3)
+    np.bitwise_xor(b[1], last, out=b[1])
     sipround()
-    np.bitwise_xor(v0, last, out=v0)
-    np.bitwise_xor(v2, U64(0xFF), out=v2)
+    np.bitwise_xor(a[0], last, out=a[0])
+    np.bitwise_xor(a[1], U64(0xFF), out=a[1])
     for _ in range(3):
         sipround()
-    return v0 ^ v1 ^ v2 ^ v3
+    np.bitwise_xor(a[0], a[1], out=half)
+    np.bitwise_xor(half, b[0], out=half)
+    np.bitwise_xor(half, b[1], out=half)
+    return half
 
 
 IDIOM_PERIOD = 12
@@ -301,23 +329,34 @@ class _Channel:
                 setattr(self, attr, arr)
         return self._powers[: n + 1], self._inverse_powers[: n + 1]
 
-    def symbol_values(self, symbols: UInt64Array) -> UInt64Array:
+    def symbol_values(self, symbols: npt.NDArray[np.unsignedinteger]) -> UInt64Array:
         """Keyed value of each symbol (code point or token), from a table for the BMP."""
         if self._bmp is None:
             self._bmp = _mix(np.arange(0x10000, dtype=np.uint64) ^ self.char_key)
-        if symbols.shape[0] and int(symbols.max()) < 0x10000:
-            return self._bmp[symbols]
-        return _mix(symbols ^ self.char_key)
+        if symbols.dtype.itemsize <= 2 or (symbols.shape[0] and int(symbols.max()) < 0x10000):
+            return self._bmp.take(symbols)
+        return _mix(symbols.astype(np.uint64) ^ self.char_key)
 
     def store(self, raw: UInt64Array) -> UInt64Array:
         """The stored form of gram hashes: keyed PRF output tagged with the channel."""
-        return (_siphash13(self.sip_k0, self.sip_k1, raw) & _VALUE_MASK) | self.tag
+        stored = _siphash13(self.sip_k0, self.sip_k1, raw)
+        np.bitwise_and(stored, _VALUE_MASK, out=stored)
+        np.bitwise_or(stored, self.tag, out=stored)
+        return stored
 
-    def grams(self, symbols: UInt64Array, weights: IntArray | None, gram_weight: int) -> tuple[UInt64Array, IntArray]:
-        """Hash of the gram starting at each position, and where it ends (exclusive)."""
+    def grams(self, symbols: npt.NDArray[np.unsignedinteger], weights: IntArray | None,
+              gram_weight: int) -> tuple[UInt64Array, IntArray | None]:
+        """Hash of the gram starting at each position, and where it ends (exclusive).
+
+        With no weights every gram is `gram_weight` symbols long and the ends
+        are returned as None (gram i ends at ``i + gram_weight``): the hashes
+        are then differences of two slices of the prefix sums, not of two
+        gathers.
+        """
         n = symbols.shape[0]
+        ends: IntArray | None = None
         if weights is None:
-            ends = np.arange(gram_weight, n + 1, dtype=np.int64)
+            m = max(0, n - gram_weight + 1)
         else:
             cum = np.zeros(n + 1, np.int64)
             np.cumsum(weights, out=cum[1:])
@@ -331,15 +370,21 @@ class _Channel:
             else:
                 ends = np.searchsorted(cum, cum[:n] + gram_weight, side="left").astype(np.int64)
                 ends = ends[ends <= n]
-        m = ends.shape[0]
+            m = ends.shape[0]
         if m == 0:
-            return np.empty(0, np.uint64), ends
+            return np.empty(0, np.uint64), np.empty(0, np.int64)
         powers, inverse = self.powers(n)
         values = self.symbol_values(symbols)
-        prefix = np.zeros(n + 1, np.uint64)
-        np.cumsum(values * powers[:n], out=prefix[1:])
-        starts = np.arange(m)
-        hashes = (prefix[ends] - prefix[starts]) * inverse[:m]
+        np.multiply(values, powers[:n], out=values)
+        prefix = np.empty(n + 1, np.uint64)
+        prefix[0] = 0
+        np.cumsum(values, out=prefix[1:])
+        if ends is None:
+            hashes = np.subtract(prefix[gram_weight:], prefix[:m])
+        else:
+            hashes = np.take(prefix, ends)
+            np.subtract(hashes, prefix[:m], out=hashes)
+        np.multiply(hashes, inverse[:m], out=hashes)
         return hashes, ends
 
     def winnow(self, hashes: UInt64Array, window: int, barred: npt.NDArray[np.bool_] | None = None) -> IntArray:
@@ -352,8 +397,10 @@ class _Channel:
         m = hashes.shape[0]
         if m == 0:
             return np.empty(0, np.int64)
-        positions = np.arange(m, dtype=np.uint64)
-        keys = (_mix(hashes ^ self.select_key) & _HIGH_MASK) | (_POS_MASK - (positions & _POS_MASK))
+        keys = np.bitwise_xor(hashes, self.select_key)
+        _mix_inplace(keys)
+        np.bitwise_and(keys, _HIGH_MASK, out=keys)
+        np.bitwise_or(keys, _low_positions(m), out=keys)
         if barred is not None and barred.any():
             keys[barred] |= _HIGH_MASK
             chosen = self._winnow_keys(keys, window)
@@ -366,13 +413,36 @@ class _Channel:
         if m <= window:
             return np.array([int(np.argmin(keys))], dtype=np.int64)
         mins = _sliding_min(keys, window)
-        starts = np.arange(mins.shape[0], dtype=np.uint64)
-        low = _POS_MASK - (mins & _POS_MASK)
-        chosen = (starts + ((low - starts) & _POS_MASK)).astype(np.int64)
+        if m <= _POSITIONS:
+            # Every position fits in the low bits, which hold POS_MASK - position: flip them back.
+            np.bitwise_and(mins, _POS_MASK, out=mins)
+            np.bitwise_xor(mins, _POS_MASK, out=mins)
+            chosen = mins.view(np.int64)
+        else:
+            starts = np.arange(mins.shape[0], dtype=np.uint64)
+            low = _POS_MASK - (mins & _POS_MASK)
+            chosen = (starts + ((low - starts) & _POS_MASK)).astype(np.int64)
         keep = np.empty(chosen.shape[0], bool)
         keep[0] = True
         np.not_equal(chosen[1:], chosen[:-1], out=keep[1:])
         return chosen[keep]
+
+
+_POSITIONS = 1 << _POS_BITS
+_low_cache = [np.empty(0, np.uint64)]
+
+
+def _low_positions(m: int) -> UInt64Array:
+    """The low bits of the selection keys of positions 0..m-1: ``POS_MASK - position`` (ties go right).
+
+    Cached up to the longest text seen (at most `_POSITIONS` entries, 8 MB).
+    """
+    if m > _POSITIONS:
+        return _POS_MASK - (np.arange(m, dtype=np.uint64) & _POS_MASK)
+    if _low_cache[0].shape[0] < m:
+        size = min(_POSITIONS, max(m, 2 * _low_cache[0].shape[0], 1 << 15))
+        _low_cache[0] = _POS_MASK - np.arange(size, dtype=np.uint64)
+    return _low_cache[0][:m]
 
 
 class Fingerprinter:
@@ -394,12 +464,17 @@ class Fingerprinter:
     # -- text -------------------------------------------------------------
     def text(self, normalized: str, *, every_gram: bool = False) -> Fingerprints:
         """Fingerprints of normalized text; `every_gram` skips winnowing (exclusions, background)."""
-        cps = code_points(normalized)
         weights = None
-        if self.text_params.cjk_weight != 1 and not normalized.isascii():
-            weights = _weights(cps, self.text_params.cjk_weight)
-        hashes, ends = self._text.grams(cps.astype(np.uint64), weights, self.text_params.gram_weight)
-        return self._select(self._text, hashes, ends, self.text_params.window, every_gram, None, None)
+        symbols: npt.NDArray[np.unsignedinteger]
+        if normalized.isascii():  # one byte per character, and every character weighs 1
+            symbols = np.frombuffer(normalized.encode("ascii"), np.uint8)
+        else:
+            symbols = code_points(normalized)
+            if self.text_params.cjk_weight != 1:
+                weights = _weights(symbols, self.text_params.cjk_weight)
+        hashes, ends = self._text.grams(symbols, weights, self.text_params.gram_weight)
+        return self._select(self._text, hashes, ends, self.text_params.gram_weight, self.text_params.window,
+                            every_gram, None, None)
 
     # -- code -------------------------------------------------------------
     def code(self, source: str, *, every_gram: bool = False) -> Fingerprints:
@@ -407,11 +482,11 @@ class Fingerprinter:
         symbols, tok_starts, tok_ends = self._tokens(source)
         hashes, ends = self._code.grams(symbols, None, self.code_params.gram_weight)
         barred = _repetitive(symbols, self.code_params.gram_weight) if hashes.shape[0] else None
-        return self._select(self._code, hashes, ends, self.code_params.window, every_gram, tok_starts, tok_ends,
-                            barred)
+        return self._select(self._code, hashes, ends, self.code_params.gram_weight, self.code_params.window,
+                            every_gram, tok_starts, tok_ends, barred)
 
-    def _select(self, channel: _Channel, hashes: UInt64Array, ends: IntArray, window: int, every_gram: bool,
-                tok_starts: IntArray | None, tok_ends: IntArray | None,
+    def _select(self, channel: _Channel, hashes: UInt64Array, ends: IntArray | None, gram_weight: int, window: int,
+                every_gram: bool, tok_starts: IntArray | None, tok_ends: IntArray | None,
                 barred: npt.NDArray[np.bool_] | None = None) -> Fingerprints:
         if hashes.shape[0] == 0:
             return Fingerprints.empty()
@@ -423,7 +498,8 @@ class Fingerprinter:
             chosen = channel.winnow(hashes, window, barred)
         if chosen.shape[0] == 0:
             return Fingerprints.empty()
-        starts, gram_ends = chosen, ends[chosen]
+        starts = chosen
+        gram_ends = chosen + gram_weight if ends is None else ends[chosen]
         if tok_starts is not None and tok_ends is not None:
             starts, gram_ends = tok_starts[starts], tok_ends[gram_ends - 1]
         return Fingerprints(channel.store(hashes[chosen]), starts.astype(np.int64), gram_ends.astype(np.int64))

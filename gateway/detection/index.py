@@ -30,6 +30,7 @@ item a slot stands for is the registry's business.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import overload
 
 import numpy as np
 import numpy.typing as npt
@@ -108,7 +109,7 @@ class Hits:
 class _Segment:
     __slots__ = ("keys", "slots", "directory", "shift")
 
-    def __init__(self, keys: UInt64Array, slots: UInt32Array, ordered: bool = False) -> None:
+    def __init__(self, keys: UInt64Array, slots: UInt32Array, ordered: bool = False, *, indexed: bool = True) -> None:
         if ordered:  # keys already sorted (a new item's unique keys, a merge's result): skip the argsort
             self.keys, self.slots = keys, slots
         else:
@@ -117,35 +118,71 @@ class _Segment:
             self.slots = slots[order]
         bits = max(0, int(np.floor(np.log2(max(1, keys.shape[0] // _BUCKET)))))
         self.shift = np.uint64(64 - bits)
-        prefixes = (self.keys >> self.shift).astype(np.int64) if bits else np.zeros(keys.shape[0], np.int64)
-        counts = np.bincount(prefixes, minlength=1 << bits)
-        self.directory = np.zeros((1 << bits) + 1, np.uint32)
-        np.cumsum(counts, out=self.directory[1:])
+        self.directory: UInt32Array | None = None
+        if indexed:
+            self.build_directory()
+
+    def build_directory(self, scratch: IntArray | None = None) -> None:
+        """Count the keys under each prefix (once; a segment merged again at once never needs it).
+
+        `scratch`, an int64 array at least as long as the segment, receives
+        the prefixes instead of a new array.
+        """
+        if self.directory is not None:
+            return
+        n = self.keys.shape[0]
+        bits = 64 - int(self.shift)
+        directory = np.zeros((1 << bits) + 1, np.uint32)
+        if bits:
+            # Sorted keys have sorted prefixes, so counting them is one sequential pass; the prefixes are
+            # below 2**63 and can be read as int64 in place (a cast would copy and check every value).
+            out = scratch[:n].view(np.uint64) if scratch is not None and scratch.shape[0] >= n else None
+            prefixes = np.right_shift(self.keys, self.shift, out=out).view(np.int64)
+            np.cumsum(np.bincount(prefixes, minlength=1 << bits), out=directory[1:])
+        else:
+            directory[1] = n
+        self.directory = directory
 
     def __len__(self) -> int:
         return int(self.keys.shape[0])
 
     @property
     def nbytes(self) -> int:
+        self.build_directory()
+        assert self.directory is not None
         return int(self.keys.nbytes + self.slots.nbytes + self.directory.nbytes)
 
     def lookup(self, queries: UInt64Array) -> tuple[IntArray, UInt32Array]:
-        if not len(self):
+        """(query position, slot) of every entry equal to a query (queries rotated like the keys).
+
+        Each query's bucket holds a few entries; they are laid out one after
+        the other as *candidates*, compared in one pass, and only the few
+        equal ones are traced back to their query.
+        """
+        if not len(self) or not queries.shape[0]:
             return np.empty(0, np.int64), np.empty(0, np.uint32)
+        self.build_directory()
+        directory = self.directory
+        assert directory is not None
         if self.shift == 64:
             buckets = np.zeros(queries.shape[0], np.int64)
         else:
-            buckets = (queries >> self.shift).astype(np.int64)
-        lo = self.directory[buckets].astype(np.int64)
-        counts = self.directory[buckets + 1].astype(np.int64) - lo
-        total = int(counts.sum())
+            buckets = np.right_shift(queries, self.shift).view(np.int64)
+        lo = directory.take(buckets).astype(np.int64)
+        counts = directory[1:].take(buckets).astype(np.int64)
+        counts -= lo
+        ends = np.cumsum(counts)
+        total = int(ends[-1])
         if total == 0:
             return np.empty(0, np.int64), np.empty(0, np.uint32)
-        owner = np.repeat(np.arange(queries.shape[0]), counts)
-        offsets = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
-        candidates = np.repeat(lo, counts) + offsets
-        found = self.keys[candidates] == queries[owner]
-        return owner[found], self.slots[candidates[found]]
+        # Candidate i of query q sits at keys[lo[q] + i]; in the flat layout it is entry ends[q] - counts[q] + i.
+        lo -= ends
+        lo += counts
+        candidates = np.repeat(lo, counts)
+        candidates += np.arange(total)
+        found = np.flatnonzero(self.keys.take(candidates) == np.repeat(queries, counts))
+        owners = np.searchsorted(ends, found, side="right")
+        return owners, self.slots.take(candidates[found])
 
 
 class FingerprintIndex:
@@ -183,40 +220,80 @@ class FingerprintIndex:
         self._alive[slot] = True
         self._counts[slot] = keys.shape[0]
         if self._common.shape[0]:
-            keys = keys[~np.isin(keys, self._common)]
+            keys = keys[~_member(keys, self._common)]
         if keys.shape[0]:
-            self._segments.append(_Segment(keys, np.full(keys.shape[0], slot, np.uint32), ordered=True))
+            self._segments.append(_Segment(keys, np.full(keys.shape[0], slot, np.uint32), ordered=True, indexed=False))
             self._cascade()
         return int(keys.shape[0])
 
     def _cascade(self) -> None:
+        """Merge the newest segments while the last is at least 1/`_MERGE_RATIO` of the one before.
+
+        The run of merges is planned from the segment sizes and done as one
+        sort of all the segments it takes in, rather than one merge after
+        another that moves the same entries again. The plan is exact unless a
+        merge drops entries (dead ones, or keys that become common, which the
+        single sort tells): then the merges are done one by one, as the
+        sizes they leave decide. Only the segment left at the end gets a
+        directory: the ones merged again at once are never looked up.
+        """
         segs = self._segments
+        scratch = None
+        if not self._dead_entries:
+            size, taken = len(segs[-1]), 1
+            while taken < len(segs) and size * _MERGE_RATIO >= len(segs[-1 - taken]):
+                size += len(segs[-1 - taken])
+                taken += 1
+            if taken > 2:
+                planned = self._merge(segs[-taken:], tentative=True)
+                if planned is not None:
+                    del segs[-taken:]
+                    segs.append(planned[0])
+                    segs[-1].build_directory(planned[1])
+                    return
         while len(segs) >= 2 and len(segs[-1]) * _MERGE_RATIO >= len(segs[-2]):
             b, a = segs.pop(), segs.pop()
-            segs.append(self._merge([a, b]))
+            merged, scratch = self._merge([a, b])
+            segs.append(merged)
+        if segs:
+            segs[-1].build_directory(scratch)
 
     @property
     def common_keys(self) -> int:
         """How many keys are too common to be listed per item."""
         return int(self._common.shape[0])
 
-    def _merge(self, parts: list[_Segment]) -> _Segment:
+    @overload
+    def _merge(self, parts: list[_Segment]) -> tuple[_Segment, IntArray]: ...
+
+    @overload
+    def _merge(self, parts: list[_Segment], tentative: bool) -> tuple[_Segment, IntArray] | None: ...
+
+    def _merge(self, parts: list[_Segment], tentative: bool = False) -> tuple[_Segment, IntArray] | None:
+        """One segment (without its directory) of the parts' live entries, and a free int64 scratch array.
+
+        A stable sort of the concatenation keeps equal keys in the parts'
+        order; numpy's stable sort finds the parts' sorted runs and merges
+        them. `tentative`: give up (None) if some key turns out to be common.
+        """
         keys = np.concatenate([p.keys for p in parts])
         slots = np.concatenate([p.slots for p in parts])
+        order = np.argsort(keys, kind="stable")
+        keys, slots = keys.take(order), slots.take(order)
         if self._dead_entries:
             live = self._alive[slots]
             keys, slots = keys[live], slots[live]
-        order = np.argsort(keys, kind="stable")
-        keys, slots = keys[order], slots[order]
         if keys.shape[0] > self.max_postings:
             # A key in more than max_postings entries spans that many positions in sorted order.
             crowded = keys[self.max_postings :] == keys[: -self.max_postings]
             if crowded.any():
+                if tentative:
+                    return None
                 common = np.unique(keys[self.max_postings :][crowded])
                 self._common = np.union1d(self._common, common)
-                keep = ~np.isin(keys, common)
+                keep = ~_member(keys, common)
                 keys, slots = keys[keep], slots[keep]
-        return _Segment(keys, slots, ordered=True)
+        return _Segment(keys, slots, ordered=True, indexed=False), order
 
     def remove(self, slot: int) -> None:
         """Forget an item: its entries stop matching at once and are dropped at the next compaction."""
@@ -229,7 +306,8 @@ class FingerprintIndex:
     def compact(self) -> None:
         """Merge all segments into one and drop dead entries (after a bulk load or many removals)."""
         if self._segments:
-            merged = self._merge(self._segments)
+            merged, scratch = self._merge(self._segments)
+            merged.build_directory(scratch)
             self._segments = [merged] if len(merged) else []
         self._dead_entries = 0
 
