@@ -83,6 +83,10 @@ def start_gateway(procs: po.Processes, name: str, workers: int, upstream_port: i
     path.write_text(json.dumps(config))
     port = po.free_port()
     env = {k: "" for k in os.environ if k.startswith("SHUHI_")}
+    # migrated before the workers start: two workers migrating one new SQLite file at once race
+    # (`table alembic_version already exists`); PostgreSQL serialises them with a lock
+    subprocess.run([*po.gateway_command(), "--config", str(path), "migrate"], check=True, cwd=procs.workdir,
+                   env={**os.environ, **env}, stdout=subprocess.DEVNULL)
     proc = procs.start(name, [*po.gateway_command(), "--config", str(path), "serve", "--host", "127.0.0.1",
                               "--port", str(port), "--workers", str(workers)], None, env)
     base = f"http://127.0.0.1:{port}"
