@@ -216,7 +216,13 @@ class FingerprintIndex:
         self._grow(slot)
         if self._alive[slot] or self._counts[slot]:
             raise ValueError("slot already used")
-        keys = sorted_unique(_rotate(np.asarray(values, dtype=np.uint64)))
+        values = np.asarray(values, dtype=np.uint64)
+        if values.shape[0] > 1 and bool(np.all(values[1:] > values[:-1])):
+            # Already sorted and unique (the registry's own values): rotated, they are four sorted runs, one
+            # per value of the two top bits, which a stable sort merges in linear time.
+            keys = np.sort(_rotate(values), kind="stable")
+        else:
+            keys = sorted_unique(_rotate(values))
         self._alive[slot] = True
         self._counts[slot] = keys.shape[0]
         if self._common.shape[0]:
