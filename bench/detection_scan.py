@@ -22,6 +22,11 @@ bytes per second of the registering thread's CPU time. Prompts are 16 KB of UTF-
 one 600-byte excerpt of a registered item. The false-positive check scans
 real English paragraphs of the Python documentation against a registry built
 from other paragraphs of it.
+
+`--stages` also times the parts of each scan on the same prompt (CPU p50/p99):
+normalizing and fingerprinting it, looking its fingerprints up in the index,
+the registry's whole scan (those two plus turning hits into matches), and
+`gateway.scan.scan` (that plus the check for encoded text and any decoding).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import pydoc_data.topics
 
 from gateway.detection.registry import Registry
 from gateway.domain import Category, TextPart
+from gateway.normalize import normalize
 from gateway.scan import scan
 
 SECRET = b"benchmark-secret-0123456789abcdef"
@@ -122,7 +128,23 @@ def add_synthetic(registry: Registry, fingerprints: int, item_fingerprints: int,
     registry._items.extend([None] * items)
 
 
-def bench(sizes_mb: list[int], runs: int, synthetic_mb: list[int] | None = None) -> None:
+def stage_times(registry: Registry, parts: list[TextPart]) -> dict[str, float]:
+    """CPU seconds of each part of scanning `parts` (one text part), measured one after the other."""
+    times: dict[str, float] = {}
+    c0 = time.thread_time()
+    prints = registry.fingerprinter.text(normalize(parts[0].text).text)
+    c1 = time.thread_time()
+    registry.index.lookup(prints.values)
+    c2 = time.thread_time()
+    registry.scan(parts)
+    c3 = time.thread_time()
+    scan(parts, registry)
+    c4 = time.thread_time()
+    times["fingerprint"], times["lookup"], times["registry"], times["scan"] = c1 - c0, c2 - c1, c3 - c2, c4 - c3
+    return times
+
+
+def bench(sizes_mb: list[int], runs: int, synthetic_mb: list[int] | None = None, stages: bool = False) -> None:
     rng = np.random.default_rng(2026)
     vocab = english_vocabulary()
     registry = Registry(SECRET)
@@ -154,6 +176,7 @@ def bench(sizes_mb: list[int], runs: int, synthetic_mb: list[int] | None = None)
         for lang in ("en", "ja"):
             samples: list[float] = []
             cpu: list[float] = []
+            parts_cpu: dict[str, list[float]] = {}
             found = 0
             for run in range(runs):
                 source = items[(run * 2 + (lang == "ja")) % min(len(items), 64)]
@@ -168,12 +191,18 @@ def bench(sizes_mb: list[int], runs: int, synthetic_mb: list[int] | None = None)
                 samples.append(time.perf_counter() - t0)
                 cpu.append(time.thread_time() - c0)
                 found += any(m.kind == "fingerprint" for m in matches)
+                if stages:
+                    for name, seconds in stage_times(registry, parts).items():
+                        parts_cpu.setdefault(name, []).append(seconds)
             label = f"{size_mb}MB" + ("*" if synthetic else "")
             print(f"{label:>9} {len(registry._items):>6} {len(registry.index):>12} "
                   f"{registry.index.bytes_per_fingerprint():>5.1f} "
                   f"{registered_bytes / 1e6 / register_seconds:>8.1f} {lang:>7} {percentile(samples, 50):>7.3f} "
                   f"{percentile(samples, 99):>7.3f} {percentile(cpu, 50):>7.3f} {percentile(cpu, 99):>7.3f} "
                   f"{percentile(cpu, 50) / first_p50.setdefault(lang, percentile(cpu, 50)):>13.2f} {found:>4}/{runs}")
+            if stages:
+                print(f"{'':>9} stages, CPU p50/p99 ms: " + ", ".join(
+                    f"{name} {percentile(v, 50):.3f}/{percentile(v, 99):.3f}" for name, v in parts_cpu.items()))
 
 
 def false_positives() -> None:
@@ -210,8 +239,10 @@ def main() -> None:
     parser.add_argument("--synthetic", type=int, nargs="*", default=[],
                         help="further registry sizes in MB filled with synthetic fingerprints (marked *)")
     parser.add_argument("--no-false-positives", action="store_true", help="skip the false-positive check")
+    parser.add_argument("--stages", action="store_true",
+                        help="also time fingerprinting, index lookup, the registry's scan and the whole scan apart")
     args = parser.parse_args()
-    bench(args.sizes, args.runs, args.synthetic)
+    bench(args.sizes, args.runs, args.synthetic, args.stages)
     if not args.no_false_positives:
         false_positives()
 
