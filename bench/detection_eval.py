@@ -13,7 +13,7 @@ original stay together); the registered half goes into `Registry(secret)` as the
 Printed (Markdown) and written to bench/results/detection_eval.json:
 
 * recall per language and evasion on excerpts of 40-1000 characters whose verbatim form the
-  guarantee covers (>= T normalized characters; >= 35 canonical tokens for the code-only variants),
+  guarantee covers (>= T normalized characters; >= 39 canonical tokens for the code-only variants),
   with the shorter excerpts apart;
 * false positives: prompts of 40-2000 characters from the unregistered half; a prompt sharing a run
   of >= T characters with a registered document is a copy, not a false positive; the rate is the
@@ -38,6 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from gateway.detection.fingerprint import CHANNEL_CODE, CHANNEL_TEXT
 from tests.detection import corpus as C
 
 RESULTS = ROOT / "bench" / "results" / "detection_eval.json"
@@ -77,7 +78,7 @@ def main() -> None:
     t = lap("corpus", t)
     registry = C.build_registry(registered)
     t = lap("register", t)
-    truth = C.Registered(registered)
+    truth = C.Registered(registered, background=registry.is_background)
     t = lap("ground_truth", t)
     policy = C.default_policy()
     rng = random.Random(args.seed)
@@ -100,7 +101,7 @@ def main() -> None:
     if not args.no_background:
         reg_b, unreg_b, back_b = C.split(documents, f"split-{args.seed}", 0.4, 0.2)
         registry_b = C.build_registry(reg_b, back_b)
-        truth_b = C.Registered(reg_b)
+        truth_b = C.Registered(reg_b, background=registry_b.is_background)
         rng_b = random.Random(args.seed + 1)
         # A smaller sample than the shipped configuration: enough for a rate of a few in a thousand.
         prompts_b = [p for lang in C.LANGS
@@ -116,16 +117,17 @@ def main() -> None:
     t = lap("translation_paraphrase", t)
 
     params = registry.fingerprinter.text_params, registry.fingerprinter.code_params
-    # T under the evidence rule (`Registry.min_run_fingerprints` distinct grams of one run), not one window's k + w - 1.
-    t_latin, t_cjk = registry.guarantee(params[0]), registry.guarantee(params[0], cjk=True)
-    t_code = registry.guarantee(params[1])
+    # T under the evidence rule (`Registry.run_fingerprints` distinct grams of one run), not one window's k + w - 1.
+    t_latin, t_cjk = registry.guarantee(CHANNEL_TEXT), registry.guarantee(CHANNEL_TEXT, cjk=True)
+    t_code = registry.guarantee(CHANNEL_CODE)
+    runs = registry.run_fingerprints
     out: list[str] = []
     out.append("## Detection evaluation on real text\n")
     info = C.corpus_info(directory)
     out.append(f"Corpus: Debian packages {', '.join(f'{k} {v}' for k, v in sorted(info.get('packages', {}).items()))}; "
                f"Python {info.get('python')} standard library. Text T = {t_latin} Latin / "
                f"{t_cjk} CJK normalized characters; code T = {t_code} canonical tokens "
-               f"(a match needs {registry.min_run_fingerprints} distinct fingerprints in one run). "
+               f"(a match needs {runs[CHANNEL_TEXT]} distinct text / {runs[CHANNEL_CODE]} code fingerprints in one run). "
                f"Seed {args.seed}.\n")
     out.append("| kind | registered documents | registered chars | unregistered documents | unregistered chars |")
     out.append("|---|---:|---:|---:|---:|")
@@ -244,7 +246,7 @@ def main() -> None:
         "seed": args.seed,
         "corpus": {"info": info, "kinds": corpus_rows},
         "parameters": {"text_T_latin": t_latin, "text_T_cjk": t_cjk, "code_T_tokens": t_code,
-                       "min_run_fingerprints": registry.min_run_fingerprints,
+                       "run_fingerprints": {"text": runs[CHANNEL_TEXT], "code": runs[CHANNEL_CODE]},
                        "max_item_share": registry.max_item_share,
                        "excerpts_per_language": args.excerpts, "prompts_per_language": args.prompts},
         "recall": recall_json,

@@ -9,10 +9,10 @@ A `Registry` holds, in memory and without the material's text:
 * a background corpus of ordinary text (`add_background`) and a cap on how
   many items may share a fingerprint (`max_item_share`): such fingerprints are
   boilerplate and never make a match on their own;
-* an evidence rule (`min_run_fingerprints`): a match needs that many distinct
+* an evidence rule (`run_fingerprints`): a match needs several distinct
   distinctive fingerprints of the item within one contiguous run, because one
-  shared gram is as often a phrase every document of a field repeats as a copy
-  (see `Registry`);
+  or two shared grams are as often a phrase every document of a field repeats
+  as a copy (see `Registry`);
 * terms (`add_terms`) and record sets (`add_record_set`), matched by
   `gateway.detection.terms.PhraseMatcher` (these do hold normalized terms and
   cells in memory: multi-pattern matching needs the patterns).
@@ -45,6 +45,7 @@ from gateway.detection.fingerprint import (
     code_points,
     strip_comments,
 )
+from gateway.detection.idioms import idiom_fingerprints
 from gateway.detection.index import FingerprintIndex, from_bytes, sorted_unique, to_bytes
 from gateway.detection.terms import PhraseMatcher
 from gateway.domain import Category, Match, TextPart
@@ -251,29 +252,35 @@ class Registry:
     bytes; changing it invalidates stored fingerprints). ``max_item_share``:
     a fingerprint held by more items than this is boilerplate.
 
-    ``min_run_fingerprints`` (n): an item matches only where one contiguous run
-    of the request (one part, one channel) holds at least n distinct
-    fingerprints of it that are not boilerplate. Why: a lone shared gram (k =
-    36 Latin / 18 CJK characters, 28 code tokens) cannot be told from a phrase
-    that documents of one field all repeat ("リアルタイムスケジューリングポリシー",
-    "the third ioctl(2) argument is an unsigned long"): on the evaluation corpus
-    such single-gram matches were 84% of the false positives on unrelated text
-    (1.68% of prompts), and a model of word commonness did not separate them
-    from single-gram hits of real excerpts, which are made of the same ordinary
-    words. A run of ``n * window`` grams holds n disjoint winnowing windows, so
-    both sides keep n distinct grams of it: the guarantee becomes
-    ``T = k + n * window - 1`` (`guarantee`), 43 Latin / 25 CJK characters and
-    35 code tokens with n = 2, still under the 50 characters of commercial
-    "exact match" fingerprinting. n = 1 restores the single-gram rule.
+    ``text_run`` / ``code_run`` (n, per channel): an item matches only where
+    one contiguous run of the request (one part, one channel) holds at least n
+    distinct fingerprints of it that are not boilerplate. Why: a lone shared
+    gram (k = 36 Latin / 18 CJK characters, 28 code tokens) cannot be told from
+    a phrase that documents of one field all repeat ("リアルタイムスケジューリング
+    ポリシー", "the third ioctl(2) argument is an unsigned long"): on the
+    evaluation corpus such single-gram matches were 84% of the false positives
+    on unrelated text (1.68% of prompts), and a model of word commonness did not
+    separate them from single-gram hits of real excerpts, which are made of the
+    same ordinary words. Two grams still matched phrases of 37-42 characters
+    two manual pages share ("the kernel source file Documentation/admin-guide")
+    and code idioms of several lines. A run of ``n * window`` grams holds n
+    disjoint winnowing windows, so both sides keep n distinct grams of it: the
+    guarantee becomes ``T = k + n * window - 1`` (`guarantee`). Measured on the
+    evaluation corpus (bench/detection_eval.py, 7,812 unrelated prompts),
+    false positives with n = 1 / 2 / 3: 1.68% / 0.29% / 0.18% (0.03% with n = 3
+    and the code idioms of `gateway.detection.idioms`), verbatim recall 100% at
+    every T. n = 3 gives T = 47 Latin / 29 CJK characters and 39 code tokens,
+    still under the 50 characters of commercial "exact match" fingerprinting.
     """
 
     def __init__(self, secret: bytes, *, max_item_share: int = 8, text_params: WinnowParams = TEXT_PARAMS,
-                 code_params: WinnowParams = CODE_PARAMS, min_run_fingerprints: int = 2) -> None:
-        if min_run_fingerprints < 1:
-            raise ValueError("min_run_fingerprints must be at least 1")
+                 code_params: WinnowParams = CODE_PARAMS, text_run: int = 3, code_run: int = 3,
+                 code_idioms: bool = True) -> None:
+        if text_run < 1 or code_run < 1:
+            raise ValueError("a match needs at least one fingerprint per run")
         self.fingerprinter = Fingerprinter(secret, text=text_params, code=code_params)
         self.max_item_share = max_item_share
-        self.min_run_fingerprints = min_run_fingerprints
+        self.run_fingerprints = {CHANNEL_TEXT: text_run, CHANNEL_CODE: code_run}
         self.index = FingerprintIndex()
         self._items: list[_Item | None] = []
         self._slots: dict[str, int] = {}
@@ -286,13 +293,16 @@ class Registry:
         self._code_items = 0
         self._exclusions: dict[str, tuple[str | None, UInt64Array]] = {}
         self._exclusion_sets: dict[str | None, UInt64Array] | None = None
-        self._background = np.empty(0, np.uint64)
+        # Code idioms shared by unrelated projects are background from the start (`gateway.detection.idioms`).
+        self._background = (idiom_fingerprints(secret, self.fingerprinter) if code_idioms
+                            else np.empty(0, np.uint64))
         self.phrases = PhraseMatcher()
 
-    def guarantee(self, params: WinnowParams, cjk: bool = False) -> int:
+    def guarantee(self, channel: int = CHANNEL_TEXT, cjk: bool = False) -> int:
         """Shortest shared run always found under the evidence rule: ``k + n * window - 1`` (characters or tokens)."""
+        params = self.fingerprinter.text_params if channel == CHANNEL_TEXT else self.fingerprinter.code_params
         k = params.k_cjk if cjk else params.k_latin
-        return k + self.min_run_fingerprints * params.window - 1
+        return k + self.run_fingerprints[channel] * params.window - 1
 
     # -- registration ------------------------------------------------------
     def add_item(self, item_id: str, agreement_id: str, category: Category | str, text: str, *,
@@ -415,6 +425,10 @@ class Registry:
         """Forget an exclusion."""
         if self._exclusions.pop(exclusion_id, None) is not None:
             self._exclusion_sets = None
+
+    def is_background(self, values: UInt64Array) -> npt.NDArray[np.bool_]:
+        """Which of `values` are background fingerprints (ordinary text, code idioms): boilerplate, never a match alone."""
+        return _member(np.asarray(values, np.uint64), self._background)
 
     def add_background(self, text: str) -> None:
         """Add ordinary text whose fingerprints are boilerplate (never a match on their own)."""
@@ -548,8 +562,8 @@ class Registry:
 
         Kept grams of a copied run are at most one window apart, so hits
         closer than that belong to the same run. A run is reported only when
-        it holds `min_run_fingerprints` distinct fingerprints that are not
-        boilerplate (a run of boilerplate alone never is).
+        it holds `run_fingerprints` distinct fingerprints of its channel that
+        are not boilerplate (a run of boilerplate alone never is).
         """
         gap = {CHANNEL_TEXT: self.fingerprinter.text_params.window, CHANNEL_CODE: 0}
         located = sorted((int(part_of[q]), int(channel_of[q]), int(starts[q]), int(ends[q]), not boiler, value)
@@ -564,7 +578,7 @@ class Registry:
             if distinctive:
                 seen[-1].add(value)
         for run, values in zip(runs, seen, strict=True):
-            run[4] = int(len(values) >= self.min_run_fingerprints)
+            run[4] = int(len(values) >= self.run_fingerprints[run[1]])
         spans: list[tuple[int, int, int, int]] = []
         for p in sorted({r[0] for r in runs}):
             text_runs = [r for r in runs if r[0] == p and r[1] == CHANNEL_TEXT]

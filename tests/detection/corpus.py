@@ -20,9 +20,9 @@ How a figure is made:
   excerpt's item;
 * an excerpt is *eligible* for a variant when the engine's guarantee covers it: for the text
   channel, its normalized text holds the run of whole grams the registry's evidence rule needs
-  (`Registry.min_run_fingerprints` disjoint winnowing windows: T = 43 Latin / 25 CJK characters,
+  (`Registry.run_fingerprints` disjoint winnowing windows: T = 47 Latin / 29 CJK characters,
   mixed text in between); for the code-only variants (renamed identifiers, comments removed) its
-  comment-free source holds at least 35 canonical tokens. Recall is
+  comment-free source holds at least 39 canonical tokens. Recall is
   measured on eligible excerpts; shorter ones are reported apart. A missed excerpt none of whose
   windows is distinctive (every gram held by more than ``max_item_share`` registered documents:
   the registry's boilerplate rule) is outside the guarantee by design and counted apart too;
@@ -57,7 +57,7 @@ from pathlib import Path
 import numpy as np
 
 from gateway.decide import _below
-from gateway.detection.fingerprint import Fingerprinter, strip_comments
+from gateway.detection.fingerprint import CHANNEL_CODE, CHANNEL_TEXT, Fingerprinter, strip_comments
 from gateway.detection.registry import Registry
 from gateway.domain import Category, Match, TextPart
 from gateway.normalize import normalize
@@ -231,9 +231,10 @@ def excerpts(documents: Sequence[Document], count: int, rng: random.Random, low:
 
 # -- eligibility: what the engine's guarantee covers ------------------------------------------------------
 _FINGERPRINTER = Fingerprinter(SECRET)
-# Grams in a run the guarantee covers: the evidence rule needs `min_run_fingerprints` distinct kept grams
-# of one run, which only that many disjoint winnowing windows guarantee (see `Registry`).
-RUN_WINDOWS = Registry(SECRET).min_run_fingerprints
+# Winnowing windows in a run the guarantee covers, per channel: the evidence rule needs `run_fingerprints`
+# distinct kept grams of one run, which only that many disjoint windows guarantee (see `Registry`).
+RUN_WINDOWS = Registry(SECRET).run_fingerprints[CHANNEL_TEXT]
+CODE_RUN_WINDOWS = Registry(SECRET).run_fingerprints[CHANNEL_CODE]
 
 
 def text_guaranteed(text: str, fingerprinter: Fingerprinter = _FINGERPRINTER) -> bool:
@@ -243,9 +244,9 @@ def text_guaranteed(text: str, fingerprinter: Fingerprinter = _FINGERPRINTER) ->
 
 
 def code_guaranteed(piece: Excerpt, fingerprinter: Fingerprinter = _FINGERPRINTER) -> bool:
-    """Whether the excerpt's code (comments and docstrings out) holds 35 canonical tokens (the guarantee's run)."""
+    """Whether the excerpt's code (comments and docstrings out) holds 39 canonical tokens (the guarantee's run)."""
     grams = len(fingerprinter.code(code_part(piece), every_gram=True))
-    return grams >= RUN_WINDOWS * fingerprinter.code_params.window
+    return grams >= CODE_RUN_WINDOWS * fingerprinter.code_params.window
 
 
 class Registered:
@@ -254,18 +255,23 @@ class Registered:
     Counts, for every gram (36 Latin / 18 CJK normalized characters; 28 canonical code tokens), how
     many registered documents hold it:
 
-    * `copied(text)`: the text shares a run of at least T normalized characters (`RUN_WINDOWS`
-      windows of grams) with some registered document: such a prompt is not unrelated text, the
-      engine is bound to report it; a shorter shared run makes an unrelated prompt, which must not match;
+    * `copied(text)`: the text shares a run of at least one winnowing window of grams (k + w - 1 =
+      39 Latin / 21 CJK normalized characters) with some registered document: such a prompt copies
+      registered text and is not unrelated. The definition is the one the evaluation had when a
+      single gram was a match (T was k + w - 1 then), kept so that false-positive rates compare across
+      engine settings; prompts sharing a run between it and T are copies the engine may or may not
+      report (`RUN_WINDOWS` above);
     * `distinctive(text)` / `code_distinctive(excerpt)`: the excerpt holds such a run of grams
       each held by at most ``max_item_share`` registered documents. Grams held by more are
       boilerplate by the registry's design and never make a match, so an excerpt without such a
       window (an ISO 8859 table row, a GNU licence line) is outside the guarantee.
     """
 
-    def __init__(self, documents: Iterable[Document], fingerprinter: Fingerprinter = _FINGERPRINTER) -> None:
+    def __init__(self, documents: Iterable[Document], fingerprinter: Fingerprinter = _FINGERPRINTER,
+                 background: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
         docs = list(documents)
         self.fingerprinter = fingerprinter
+        self.background = background  # the registry's `is_background`: such grams are boilerplate too
         self.grams, self.counts = _counted(
             [fingerprinter.text(normalize(d.text).text, every_gram=True).values for d in docs])
         self.code_grams, self.code_counts = _counted(
@@ -274,7 +280,7 @@ class Registered:
 
     def copied(self, text: str) -> bool:
         values = self.fingerprinter.text(normalize(text).text, every_gram=True).values
-        return _has_run(values, self.grams, self.counts, RUN_WINDOWS * self.fingerprinter.text_params.window, None)
+        return _has_run(values, self.grams, self.counts, self.fingerprinter.text_params.window, None)
 
     def shares_gram(self, text: str) -> bool:
         """Whether the text holds any gram of a registered document (a text-channel match needs one)."""
@@ -284,12 +290,15 @@ class Registered:
     def distinctive(self, text: str, max_share: int) -> bool:
         values = self.fingerprinter.text(normalize(text).text, every_gram=True).values
         return _has_run(values, self.grams, self.counts, RUN_WINDOWS * self.fingerprinter.text_params.window,
-                        max_share)
+                        max_share, self._ordinary(values))
 
     def code_distinctive(self, piece: Excerpt, max_share: int) -> bool:
         values = self.fingerprinter.code(code_part(piece), every_gram=True).values
-        return _has_run(values, self.code_grams, self.code_counts, RUN_WINDOWS * self.fingerprinter.code_params.window,
-                        max_share)
+        return _has_run(values, self.code_grams, self.code_counts,
+                        CODE_RUN_WINDOWS * self.fingerprinter.code_params.window, max_share, self._ordinary(values))
+
+    def _ordinary(self, values: np.ndarray) -> np.ndarray | None:
+        return self.background(values) if self.background is not None else None
 
 
 def _counted(per_document: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -300,13 +309,16 @@ def _counted(per_document: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return grams, counts
 
 
-def _has_run(values: np.ndarray, grams: np.ndarray, counts: np.ndarray, window: int, max_share: int | None) -> bool:
-    """Whether `window` consecutive grams of `values` are all registered (and held by at most `max_share`)."""
+def _has_run(values: np.ndarray, grams: np.ndarray, counts: np.ndarray, window: int, max_share: int | None,
+             ordinary: np.ndarray | None = None) -> bool:
+    """Whether `window` consecutive grams of `values` are all registered (held by at most `max_share`, not `ordinary`)."""
     if values.shape[0] < window or not grams.shape[0]:
         return False
     found = np.minimum(np.searchsorted(grams, values), grams.shape[0] - 1)
     held = np.where(grams[found] == values, counts[found], 0)
     ok = (held >= 1) if max_share is None else ((held >= 1) & (held <= max_share))
+    if ordinary is not None:
+        ok &= ~ordinary
     run = np.convolve(ok.astype(np.int64), np.ones(window, np.int64), mode="valid")
     return bool((run >= window).any())
 
@@ -654,7 +666,7 @@ class Tally:
 
     eligible: int = 0
     hits: int = 0
-    short: int = 0  # below the guarantee (T characters, or 35 tokens for the code-only variants)
+    short: int = 0  # below the guarantee (T characters, or 39 tokens for the code-only variants)
     short_hits: int = 0
     boilerplate: int = 0  # missed, and no window of grams held by at most max_item_share registered documents
     misses: list[dict[str, object]] = field(default_factory=list)
