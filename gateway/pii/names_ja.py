@@ -118,10 +118,10 @@ class JapaneseNames:
         return found
 
     def _by_ner(self, text: str, sentences: list[tuple[int, int]]) -> list[NameSpan]:
-        with self._ginza_lock:
-            docs = list(self._ginza.pipe(text[s:e] for s, e in sentences))
-        return [NameSpan(s + ent.start_char, s + ent.end_char, 0.85)
-                for (s, _), doc in zip(sentences, docs, strict=True) for ent in doc.ents if ent.label_ == "Person"]
+        with self._ginza_lock, self._ginza.memory_zone():  # the words of this text are not kept (see nlp.py)
+            docs = self._ginza.pipe(text[s:e] for s, e in sentences)
+            return [NameSpan(s + ent.start_char, s + ent.end_char, 0.85)
+                    for (s, _), doc in zip(sentences, docs, strict=True) for ent in doc.ents if ent.label_ == "Person"]
 
 
 class _Morphemes:

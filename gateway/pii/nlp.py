@@ -80,13 +80,16 @@ class GatewayNlpEngine(NlpEngine):
         elif persons and language == "en" and self._english is not None:
             sentences = [(m.start(), m.group()) for m in _SENTENCE.finditer(text) if _TWO_CAPITALS.search(m.group())]
             if sentences:
-                with self._english_lock:
-                    docs = list(self._english.pipe(sentence for _, sentence in sentences))
-                for (offset, _), doc in zip(sentences, docs, strict=True):
-                    for ent in doc.ents:
-                        if ent.label_ == "PERSON" and not _JAPANESE.search(ent.text):  # Japanese: Sudachi's job
-                            found.append(NamedSpan(offset + ent.start_char, offset + ent.end_char))
-                            scores.append(0.85)
+                # In a memory zone the words a prompt brings are forgotten after it: otherwise the model's
+                # vocabulary keeps every new name and identifier ever seen (about 1 KB each) for the life of the
+                # process. Its documents are read inside the zone; they are not valid after it.
+                with self._english_lock, self._english.memory_zone():
+                    docs = self._english.pipe(sentence for _, sentence in sentences)
+                    for (offset, _), doc in zip(sentences, docs, strict=True):
+                        for ent in doc.ents:
+                            if ent.label_ == "PERSON" and not _JAPANESE.search(ent.text):  # Japanese: Sudachi's job
+                                found.append(NamedSpan(offset + ent.start_char, offset + ent.end_char))
+                                scores.append(0.85)
         empty = Doc(self._vocab, words=[])
         return NlpArtifacts(entities=found, tokens=empty, tokens_indices=[], lemmas=[], nlp_engine=self,  # type: ignore[arg-type]
                             language=language, scores=scores)
