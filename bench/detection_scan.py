@@ -18,7 +18,9 @@ sentences of business words, kanji compounds and katakana loanwords, in
 time and as the scanning thread's CPU time (the latter is what to compare on a
 shared, loaded machine), with the CPU p50 as a ratio to the smallest registry's
 (the flatness of the curve, measured in one run); registration speed is text
-bytes per second of the registering thread's CPU time. Prompts are 16 KB of UTF-8: unrelated text of the same kind with
+bytes per second of the registering thread's CPU time, and `sys%` the share of
+that time spent in the kernel (mostly giving the index's merges memory the
+process has not used before). Prompts are 16 KB of UTF-8: unrelated text of the same kind with
 one 600-byte excerpt of a registered item. The false-positive check scans
 real English paragraphs of the Python documentation against a registry built
 from other paragraphs of it.
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import resource
 import time
 
 import numpy as np
@@ -150,8 +153,9 @@ def bench(sizes_mb: list[int], runs: int, synthetic_mb: list[int] | None = None,
     registry = Registry(SECRET)
     registered_bytes = 0
     register_seconds = 0.0
+    register_system = 0.0  # the part of it spent in the kernel (first use of fresh memory by the index's merges)
     items: list[str] = []
-    print(f"{'registry':>9} {'items':>6} {'fingerprints':>12} {'B/fp':>5} {'reg MB/s':>8} "
+    print(f"{'registry':>9} {'items':>6} {'fingerprints':>12} {'B/fp':>5} {'reg MB/s':>8} {'sys%':>4} "
           f"{'prompt':>7} {'p50 ms':>7} {'p99 ms':>7} {'cpu p50':>7} {'cpu p99':>7} {'cpu p50/first':>13} {'matches':>7}")
     first_p50: dict[str, float] = {}
     real_fingerprints = 0
@@ -165,9 +169,10 @@ def bench(sizes_mb: list[int], runs: int, synthetic_mb: list[int] | None = None,
             print(f"(loaded {target - real_fingerprints:,} synthetic fingerprints in {time.perf_counter() - t0:.0f} s)")
         while not synthetic and registered_bytes < size_mb * 1024 * 1024:
             text = item_text(rng, vocab, len(items))
-            t0 = time.thread_time()
+            t0, s0 = time.thread_time(), resource.getrusage(resource.RUSAGE_THREAD).ru_stime
             registry.add_item(f"item-{len(items)}", f"nda-{len(items) % 17}", Category.BUSINESS, text)
             register_seconds += time.thread_time() - t0
+            register_system += resource.getrusage(resource.RUSAGE_THREAD).ru_stime - s0
             registered_bytes += len(text.encode())
             items.append(text) if len(items) < 64 else items.append("")
         if not synthetic:
@@ -197,7 +202,8 @@ def bench(sizes_mb: list[int], runs: int, synthetic_mb: list[int] | None = None,
             label = f"{size_mb}MB" + ("*" if synthetic else "")
             print(f"{label:>9} {len(registry._items):>6} {len(registry.index):>12} "
                   f"{registry.index.bytes_per_fingerprint():>5.1f} "
-                  f"{registered_bytes / 1e6 / register_seconds:>8.1f} {lang:>7} {percentile(samples, 50):>7.3f} "
+                  f"{registered_bytes / 1e6 / register_seconds:>8.1f} {100 * register_system / register_seconds:>4.0f} "
+                  f"{lang:>7} {percentile(samples, 50):>7.3f} "
                   f"{percentile(samples, 99):>7.3f} {percentile(cpu, 50):>7.3f} {percentile(cpu, 99):>7.3f} "
                   f"{percentile(cpu, 50) / first_p50.setdefault(lang, percentile(cpu, 50)):>13.2f} {found:>4}/{runs}")
             if stages:
