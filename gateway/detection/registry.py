@@ -259,18 +259,23 @@ class Registry:
     a phrase that documents of one field all repeat ("リアルタイムスケジューリング
     ポリシー", "the third ioctl(2) argument is an unsigned long"): on the
     evaluation corpus such single-gram matches were 84% of the false positives
-    on unrelated text (1.68% of prompts), and a model of word commonness did not
-    separate them from single-gram hits of real excerpts, which are made of the
-    same ordinary words. Two grams still matched phrases of 37-42 characters
+    on unrelated text (1.68% of prompts), and beside the single-gram hits of
+    real excerpts ("system calls that return", "a thread in a threaded group
+    can be attached") they are made of the same ordinary words, so a model of
+    word commonness has nothing to tell them apart by. Two grams still matched phrases of 37-42 characters
     two manual pages share ("the kernel source file Documentation/admin-guide")
     and code idioms of several lines. A run of ``n * window`` grams holds n
     disjoint winnowing windows, so both sides keep n distinct grams of it: the
-    guarantee becomes ``T = k + n * window - 1`` (`guarantee`). Measured on the
-    evaluation corpus (bench/detection_eval.py, 7,812 unrelated prompts),
-    false positives with n = 1 / 2 / 3: 1.68% / 0.29% / 0.18% (0.03% with n = 3
-    and the code idioms of `gateway.detection.idioms`), verbatim recall 100% at
-    every T. n = 3 gives T = 47 Latin / 29 CJK characters and 39 code tokens,
-    still under the 50 characters of commercial "exact match" fingerprinting.
+    guarantee becomes ``T = k + n * window - 1`` (`guarantee`). On the
+    evaluation corpus (bench/detection_eval.py, 7,812 unrelated prompts) false
+    positives were 1.68% with n = 1, 0.29% with n = 2 and 0.18% with n = 3
+    (the same prompts' hits rescored), and 0.03% with n = 3 and the code idioms
+    of `gateway.detection.idioms` as background (the shipped default); verbatim
+    recall stays 100% at each T, renamed identifiers 99.4%. The price is T =
+    47 Latin / 29 CJK characters and 39 code tokens instead of 39 / 21 / 31
+    (still under the 50 characters of commercial "exact match"
+    fingerprinting), and scripted paraphrases found less often (60% en, 65%
+    ja, from 67% / 76%). Changing n changes no stored fingerprint.
     """
 
     def __init__(self, secret: bytes, *, max_item_share: int = 8, text_params: WinnowParams = TEXT_PARAMS,
