@@ -6,11 +6,14 @@ fingerprint should cost at most 16 bytes.
 
 * Entries live in *segments*: a sorted ``uint64`` key array, a parallel
   ``uint32`` slot array (12 bytes per entry) and a directory of bucket starts
-  indexed by the top bits of the key (one ``uint32`` per four entries). Keys
-  are uniformly distributed (PRF outputs, rotated so the channel tag sits in
-  the low bits: `_rotate`), so a lookup is one
-  directory read plus a scan of a bucket of about four entries: constant
-  time, and all queries of a prompt are handled by the same few numpy calls.
+  indexed by the top bits of the key (one ``uint32`` per one to two entries:
+  2.7 bytes per entry on average, 14.4-14.7 in all). Keys are uniformly
+  distributed (PRF outputs, rotated so the channel tag sits in the low bits:
+  `_rotate`), so a lookup is one directory read plus a scan of a bucket of
+  one or two entries: constant time, and all queries of a prompt are handled
+  by the same few numpy calls. A lookup's numpy work grows with the entries
+  it compares, so buckets are kept this small (two to four entries cost a
+  third more per lookup and saved 1.3 bytes per entry).
 * Adding an item appends a small segment; segments of similar size are merged
   (an LSM-style cascade with ratio 4), so there are O(log n) segments and
   registration stays amortised O(log n) per fingerprint. `compact` merges
@@ -41,7 +44,7 @@ UInt64Array = npt.NDArray[np.uint64]
 UInt32Array = npt.NDArray[np.uint32]
 IntArray = npt.NDArray[np.int64]
 
-_BUCKET = 2  # target entries per directory bucket (a uint32 per two entries: 2 bytes per fingerprint)
+_BUCKET = 1  # a bucket holds 1 to 2 entries on average (a uint32 each: 2 to 4 bytes per entry)
 _MERGE_RATIO = 4
 
 
