@@ -131,10 +131,9 @@ def decision_records(engine: sa.Engine, database_url: str) -> dict[str, int]:
 
 @pytest.fixture(scope="module")
 def own_upstream() -> Iterator[UpstreamServer]:
-    server = UpstreamServer()
-    server.start()
-    yield server
-    server.stop()
+    """A provider for one test module: the faults a module queues on it reach no other module's tests."""
+    with UpstreamServer() as server:
+        yield server
 
 
 @dataclass
