@@ -6,14 +6,14 @@ fingerprint should cost at most 16 bytes.
 
 * Entries live in *segments*: a sorted ``uint64`` key array, a parallel
   ``uint32`` slot array (12 bytes per entry) and a directory of bucket starts
-  indexed by the top bits of the key (one ``uint32`` per one to two entries:
-  2.7 bytes per entry on average, 14.4-14.7 in all). Keys are uniformly
-  distributed (PRF outputs, rotated so the channel tag sits in the low bits:
-  `_rotate`), so a lookup is one directory read plus a scan of a bucket of
-  one or two entries: constant time, and all queries of a prompt are handled
-  by the same few numpy calls. A lookup's numpy work grows with the entries
-  it compares, so buckets are kept this small (two to four entries cost a
-  third more per lookup and saved 1.3 bytes per entry).
+  indexed by the top bits of the key (one ``uint32`` per 1.5 to 3 entries: at
+  most 14.7 bytes per entry in all). Keys are uniformly distributed (PRF
+  outputs, rotated so the channel tag sits in the low bits: `_rotate`), so a
+  lookup is one directory read plus a scan of a bucket of about two entries:
+  constant time, and all queries of a prompt are handled by the same few
+  numpy calls. A lookup's numpy work grows with the entries it compares:
+  buckets of 2 to 4 entries cost about a quarter more per lookup for 0.8
+  bytes per entry less, buckets of 1 to 2 up to 16 bytes per entry.
 * Adding an item appends a small segment; segments of similar size are merged
   (an LSM-style cascade with ratio 4), so there are O(log n) segments and
   registration stays amortised O(log n) per fingerprint. `compact` merges
@@ -44,7 +44,7 @@ UInt64Array = npt.NDArray[np.uint64]
 UInt32Array = npt.NDArray[np.uint32]
 IntArray = npt.NDArray[np.int64]
 
-_BUCKET = 1  # a bucket holds 1 to 2 entries on average (a uint32 each: 2 to 4 bytes per entry)
+_BUCKET = 1.5  # a bucket holds 1.5 to 3 entries on average (a uint32 each: 1.3 to 2.7 bytes per entry)
 _MERGE_RATIO = 4
 
 
@@ -119,7 +119,7 @@ class _Segment:
             order = np.argsort(keys, kind="stable")
             self.keys = keys[order]
             self.slots = slots[order]
-        bits = max(0, int(np.floor(np.log2(max(1, keys.shape[0] // _BUCKET)))))
+        bits = max(0, int(np.floor(np.log2(max(1.0, keys.shape[0] / _BUCKET)))))
         self.shift = np.uint64(64 - bits)
         self.directory: UInt32Array | None = None
         if indexed:
