@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from gateway.app import create_app
 from tests.conftest import ADMIN_TOKEN, UPSTREAM_KEYS, ServerThread, eventually, gateway_settings
 from tests.faultproxy import FaultProxy
-from tests.test_replicas_processes import decision_records, postgres_schema
+from tests.cluster import decision_records, postgres_schema
 
 ADMIN = {"authorization": f"Bearer {ADMIN_TOKEN}"}
 
@@ -119,7 +119,7 @@ def test_three_replicas_under_load_when_the_store_goes_and_returns(tmp_path: Any
     """Three `shuhi serve` processes share one store through the proxy; it is cut for 3 s under mixed load."""
     from gateway.demo.upstream import UpstreamServer
     from tests.test_articles_e2e import DESIGN, NDA
-    from tests.test_replicas_processes import Cluster, Load, start_gateways
+    from tests.cluster import Cluster, Load, start_gateways
 
     upstream = UpstreamServer()
     upstream.start()

@@ -16,7 +16,7 @@ import pytest
 
 from gateway.demo.upstream import UpstreamServer
 from tests.test_articles_e2e import DESIGN, EXCERPT, NDA
-from tests.test_replicas_processes import ADMIN, GatewayProcess, postgres_schema, start_gateways
+from tests.cluster import ADMIN, GatewayProcess, postgres_schema, start_gateways
 
 SECRET_WORDS = ("蒸留温度", "相互学習損失", "Aurora")  # from the registered item and the prompts below
 PII = "hanako.yamada@example.co.jp"

@@ -16,9 +16,9 @@ from collections.abc import Callable
 import httpx
 import orjson
 
-from tests.cluster import (  # noqa: F401  (fixtures, and names test_logs and test_faults_store import from here)
-    ADMIN, BAR_SECONDS, Cluster, GatewayProcess, Load, call, cluster, decision_records, embed, lag_on_all,
-    own_upstream, postgres_schema, seed, start_gateways,
+from tests.cluster import (  # noqa: F401  (cluster, own_upstream, postgres_schema: fixtures)
+    BAR_SECONDS, Cluster, Load, call, cluster, decision_records, embed, lag_on_all, own_upstream, postgres_schema,
+    seed,
 )
 from tests.test_articles_e2e import DESIGN, EXCERPT, NDA
 
