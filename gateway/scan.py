@@ -22,7 +22,7 @@ import base64
 import binascii
 import html
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
 from gateway.detection.registry import Registry, ScanResult
@@ -58,6 +58,7 @@ class _Layer:
 
 _BLOB_BYTES = bytes(97 if chr(i).isascii() and (chr(i).isalnum() or chr(i) in "+/_-") else 32 for i in range(256))
 _BLOB_RUN = b"a" * MIN_BLOB
+_BLOB_RUNS = re.compile(rb"a{%d,}" % MIN_BLOB)
 
 
 def _maybe_encoded(text: str) -> bool:
@@ -87,10 +88,18 @@ def _decode_bytes(raw: bytes) -> str | None:
     return text if _texty(text) else None
 
 
+def _blob_matches(text: str) -> Iterator[re.Match[str]]:
+    """`_BLOB.finditer(text)`, searched only inside runs of blob characters (found on bytes, which is
+    several times cheaper than the regex on the whole text); a match may end in up to two `=` after one."""
+    runs = text.encode("ascii", "replace").translate(_BLOB_BYTES)  # one byte per character: same offsets
+    for run in _BLOB_RUNS.finditer(runs):
+        yield from _BLOB.finditer(text, run.start(), min(len(text), run.end() + 2))
+
+
 def _blobs(text: str) -> list[tuple[str, int, int, str]]:
     """Base64 and hex blobs of `text` that decode to text: (encoding, start, end, decoded)."""
     found = []
-    for match in _BLOB.finditer(text):
+    for match in _blob_matches(text):
         blob = match.group()
         decoded: str | None = None
         name = "base64"
@@ -188,11 +197,12 @@ def _entity(escape: str) -> str | None:
     return decoded if decoded != escape else None
 
 
-_ESCAPES: tuple[tuple[str, re.Pattern[str], Callable[[str], str | None]], ...] = (
-    ("json", _JSON_ESCAPE, _json_escape),
-    ("url", _URL_ESCAPES, _percent_bytes),
-    ("hex", _HEX_ESCAPES, _percent_bytes),
-    ("html", _ENTITY, _entity),
+# (encoding, a substring every escape of it contains, its pattern, its decoder)
+_ESCAPES: tuple[tuple[str, str, re.Pattern[str], Callable[[str], str | None]], ...] = (
+    ("json", "\\", _JSON_ESCAPE, _json_escape),
+    ("url", "%", _URL_ESCAPES, _percent_bytes),
+    ("hex", "\\x", _HEX_ESCAPES, _percent_bytes),
+    ("html", "&", _ENTITY, _entity),
 )
 
 
@@ -207,7 +217,9 @@ def _decoded_layers(layer: _Layer, depth: int, budget: list[int]) -> list[_Layer
             return _up(_start, _end)
 
         out.append(_Layer(layer.part, decoded, blob_span, layer.chain + (name,)))
-    for name, pattern, decode in _ESCAPES:
+    for name, marker, pattern, decode in _ESCAPES:
+        if marker not in layer.text:  # no escape of this kind can be there: skip its regex over the text
+            continue
         result = _unescape(layer.text, pattern, decode)
         if result is None:
             continue
