@@ -146,3 +146,29 @@ def test_a_record_is_sealed_exactly_as_the_chain_defines_it(engines: tuple[sa.En
         assert again == one
         assert stored[one["id"]] == (one["seq"], one["prev_hash"], one["hash"], body.decode())
     assert audit_log.verify(engines[0])["ok"]
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_on_postgresql_batches_in_flight_at_once_each_get_back_the_place_they_were_given(
+        engines: tuple[sa.Engine, sa.Engine]) -> None:
+    """One writer sends its next batch while the previous one commits (two connections): the server
+    orders them by the chain lock, and every caller is answered with the seq and hashes stored for it."""
+    async def run() -> tuple[list[dict[str, Any]], int]:
+        log = audit_log.AuditLog(engines[0], max_batch=4, linger=0)
+        sealed: list[dict[str, Any]] = []
+        try:
+            for wave in range(20):
+                sealed += await asyncio.gather(*(log.append(record("p", wave * 16 + k)) for k in range(16)))
+        finally:
+            await log.aclose()
+        return sealed, log.batches
+
+    sealed, batches = asyncio.run(run())
+    assert batches >= 80  # 320 records in batches of at most 4
+    with engines[0].connect() as conn:
+        rows = {rid: (seq, prev, hash_) for rid, seq, prev, hash_ in conn.execute(sa.text(
+            "SELECT id, seq, prev_hash, hash FROM audit_log"))}
+    assert len(rows) == len(sealed) == 320
+    assert {one["id"]: (one["seq"], one["prev_hash"], one["hash"]) for one in sealed} == rows
+    assert sorted(seq for seq, _, _ in rows.values()) == list(range(1, 321))
+    assert audit_log.verify(engines[0])["ok"]

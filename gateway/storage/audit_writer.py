@@ -254,6 +254,8 @@ class _SqliteStore:
     is checkpointed by the sync thread on its own connection, never on the event loop.
     """
 
+    parallel = 1  # transactions run on the event loop itself, one after the other
+
     def __init__(self, engine: Engine, durable: bool) -> None:
         self.engine, self.durable = engine, durable
         self.path = engine.url.database or ""
@@ -464,7 +466,7 @@ def _pg_chain_insert(literal: Callable[[bytes], bytes], prepared: list[Record]) 
 
 
 class _PostgresStore:
-    """PostgreSQL on the request path: an asynchronous connection on the event loop, one round trip a batch.
+    """PostgreSQL on the request path: asynchronous connections on the event loop, one round trip a batch.
 
     Each batch is one simple query (values bound on the client: psycopg's pipeline mode and array
     parameters cost several times more CPU per batch here) in which the server takes the chain lock,
@@ -472,28 +474,41 @@ class _PostgresStore:
     no batch is ever chained after a stale head and sent again, and the lock is never held across a
     round trip, so one writer never waits for another's event loop. The commit is durable when it
     returns (the server's `synchronous_commit`).
+
+    Up to `parallel` batches are in flight at once, each on a connection of its own: the next batch
+    is sent while the previous one commits, so the event loop is not left idle waiting for the
+    commit's round trip. The server orders them by the chain lock: each is chained after whichever
+    committed before it, and every caller gets back the seq its record was given.
     """
+
+    parallel = 2
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._conn: Any = None
+        self._free: list[Any] = []  # open connections not in use
+        self._busy: set[Any] = set()
 
     async def _connection(self) -> Any:
-        if self._conn is None or self._conn.closed:
-            args, kwargs = self.engine.dialect.create_connect_args(self.engine.url)
-            kwargs.pop("context", None)
-            try:
-                self._conn = await psycopg.AsyncConnection.connect(*args, **kwargs, autocommit=True,
-                                                                   cursor_factory=psycopg.AsyncClientCursor)
-                await self._conn.execute(_PG_PREPARE)
-            except psycopg.Error as exc:
-                await self.drop()
-                raise _unavailable(exc) from exc
-        return self._conn
+        while self._free:
+            conn = self._free.pop()
+            if not conn.closed:
+                return conn
+        args, kwargs = self.engine.dialect.create_connect_args(self.engine.url)
+        kwargs.pop("context", None)
+        conn = None
+        try:
+            conn = await psycopg.AsyncConnection.connect(*args, **kwargs, autocommit=True,
+                                                         cursor_factory=psycopg.AsyncClientCursor)
+            await conn.execute(_PG_PREPARE)
+        except psycopg.Error as exc:
+            await _close(conn)
+            raise _unavailable(exc) from exc
+        return conn
 
     async def write(self, prepared: list[Record]) -> list[Record]:
         for attempt in (1, 2):
             conn = await self._connection()
+            self._busy.add(conn)
             try:
                 cursor = await conn.execute(_pg_chain_insert(Escaping(conn.pgconn).escape_literal, prepared))
                 cursor.nextset()  # BEGIN, the lock, then the chained batch
@@ -501,24 +516,36 @@ class _PostgresStore:
                 rows = await cursor.fetchall()
             except psycopg.IntegrityError:
                 await conn.execute("ROLLBACK")
+                self._release(conn)
                 raise _Clash from None
             except psycopg.Error as exc:
                 lost = conn.closed or isinstance(exc, psycopg.OperationalError)
-                await self.drop()
+                self._busy.discard(conn)
+                await _close(conn)
                 if attempt == 2 or not lost:
                     raise _unavailable(exc) from exc
+            except BaseException:  # cancelled mid-statement: the connection's state is unknown
+                self._busy.discard(conn)
+                await _close(conn)
+                raise
             else:
+                self._release(conn)
                 if [row[1] for row in rows] != [record["id"] for record in prepared]:
                     raise _unavailable(RuntimeError("the batch was not appended in order"))
                 return [{**record, "seq": seq, "prev_hash": prev, "hash": hash_}
                         for record, (seq, _, prev, hash_) in zip(prepared, rows, strict=True)]
         raise AssertionError("unreachable")
 
+    def _release(self, conn: Any) -> None:
+        self._busy.discard(conn)
+        if not conn.closed:
+            self._free.append(conn)
+
     async def drop(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(Exception):
-                await self._conn.close()
-            self._conn = None
+        conns, self._free = self._free + list(self._busy), []
+        self._busy.clear()
+        for conn in conns:
+            await _close(conn)
 
     def synced(self) -> None:
         """Nothing to wait for: a commit is durable when it returns."""
@@ -526,6 +553,12 @@ class _PostgresStore:
 
     async def aclose(self) -> None:
         await self.drop()
+
+
+async def _close(conn: Any) -> None:
+    if conn is not None:
+        with contextlib.suppress(Exception):
+            await conn.close()
 
 
 class _Batch:
@@ -575,6 +608,8 @@ class AuditLog:
         self._answered: asyncio.Event | None = None
         self._syncing = 0  # batches written, waiting for the disk
         self._synced: asyncio.Event | None = None
+        self._in_flight: set[asyncio.Task[None]] = set()  # commits under way (PostgreSQL: up to `parallel`)
+        self._slots = asyncio.Semaphore(self._store.parallel)
 
     @property
     def queued(self) -> int:
@@ -667,6 +702,8 @@ class AuditLog:
         if self._task is not None:
             self._kick()
             await self._task
+        if self._in_flight:
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
         if self._syncing:
             self._synced = asyncio.Event()
             await self._synced.wait()
@@ -687,12 +724,16 @@ class AuditLog:
 
     async def _run(self) -> None:
         assert self._wake is not None
-        last = 0
+        last, parallel = 0, self._store.parallel > 1
         while True:
+            if parallel:
+                await self._slots.acquire()  # a connection is free: the next batch may go while others commit
             if last > 1 and self.linger > 0 and self._batches and not self._closed:
                 await asyncio.sleep(self.linger)  # under load: gather more, each transaction and sync costs
             batch = self._next_batch()
             if batch is None:
+                if parallel:
+                    self._slots.release()
                 last = 0
                 if self._closed:
                     return
@@ -700,7 +741,16 @@ class AuditLog:
                 await self._wake.wait()
                 continue
             last = len(batch.records)
-            await self._commit(batch)
+            if not parallel:
+                await self._commit(batch)
+                continue
+            task = asyncio.get_running_loop().create_task(self._commit(batch))
+            self._in_flight.add(task)
+            task.add_done_callback(self._commit_done)
+
+    def _commit_done(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        self._slots.release()
 
     async def _commit(self, batch: _Batch) -> None:
         """Write the batch; its callers are answered once it is durable (SQLite: when the sync thread
