@@ -8,9 +8,12 @@
 Target (issue "Admin policy API and the tamper-evident audit log"): with auditing on, throughput at
 concurrency 32 stays ≥ 85% of throughput with auditing off, on SQLite and on PostgreSQL.
 
-It reuses `bench/proxy_overhead.py` (its load generator, CPU accounting and process handling) and
-starts, per store, two gateway workers side by side, both pinned to CPU 0, behind one fake upstream
-(pinned to CPU 1 with this load generator):
+It reuses `bench/proxy_overhead.py` (CPU accounting and process handling) and starts, per store, two
+gateway workers side by side, both pinned to CPU 0, behind one fake upstream (pinned to CPU 1 with the
+load generator). The load generator is `wrk` with `bench/chat_post.lua` when installed (`--loadgen`),
+the upstream `bench/lean_upstream.py` (`--upstream`), as in `bench/scaling.py`: together about 50 µs
+of CPU 1 per call instead of the 150 µs of the Python client and demo provider, so that CPU 1 keeps
+room for the PostgreSQL backends and the gateway is what limits throughput on both sides:
 
 * "audit on": the normal `shuhi --config FILE serve`;
 * "audit off": the same through `bench/_gateway_without_audit.py`, which replaces
@@ -57,6 +60,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
 import proxy_overhead as po
+import scaling as sc
 
 ROOT = po.ROOT
 DEFAULT_OUTPUT = ROOT / "bench" / "results" / "audit_throughput.json"
@@ -238,6 +242,40 @@ def thread_delta(before: dict[int, tuple[str, float]], after: dict[int, tuple[st
     return {role: round(v, 3) for role, v in out.items()}
 
 
+async def warm_up(active: Gateway, c: int, seconds: float, args: argparse.Namespace) -> None:
+    if args.bodies:
+        await asyncio.to_thread(sc.wrk_load, sc.Side(active.side, active.url, active.target, active.key, []),
+                                args.bodies, c, seconds, args.nice)
+    else:
+        await po.closed_loop(active.target, c, seconds, record=False)
+
+
+async def wrk_run(active: Gateway, c: int, args: argparse.Namespace, pids: dict[str, int]) -> dict[str, Any]:
+    """One closed-loop run of `wrk` (a child process pinned with this one): `po.throughput`'s result shape,
+    wrk's own CPU as the load generator's and not as noise; latencies are wrk's concern, not kept."""
+    side = sc.Side(active.side, active.url, active.target, active.key, [])
+    with po.CpuMeter(pids) as meter:
+        load = await asyncio.to_thread(sc.wrk_load, side, args.bodies, c, args.seconds, args.nice)
+        cpu, noise = meter.used()
+    cpu["loadgen"] = load.loadgen_cpu
+    if load.seconds > 0:
+        for name in noise:
+            if name == f"cpu{args.other_cpu}":
+                noise[name] = round(max(0.0, noise[name] - load.loadgen_cpu / load.seconds), 2)
+    return {"seconds": round(load.seconds, 3), "ok": load.ok, "errors": load.errors,
+            "error_kinds": load.error_kinds, "rps": round(load.ok / load.seconds, 1) if load.seconds > 0 else 0.0,
+            "cpu_seconds": cpu, "noise": noise, "_latencies": []}
+
+
+def audit_commits(port: int) -> tuple[int, int]:
+    """The writer's (group commits, committed records) so far, from the gateway's /metrics."""
+    status, _, raw = po.http_json("GET", f"http://127.0.0.1:{port}/metrics", token=po.ADMIN_TOKEN)
+    found = dict(re.findall(r"^(shuhi_audit_group_commits|shuhi_audit_committed_records) ([0-9.e+]+)$",
+                            raw.decode() if status == 200 else "", re.M))
+    return (int(float(found.get("shuhi_audit_group_commits", 0))),
+            int(float(found.get("shuhi_audit_committed_records", 0))))
+
+
 async def measured_run(active: Gateway, idle: Gateway, upstream_pid: int, stores: Stores, c: int,
                        args: argparse.Namespace, gateway_cpu: int | None, other_cpu: int | None) -> dict[str, Any]:
     """One closed-loop run (after its warm-up), with the CPU of the gateways, the upstream, this process and
@@ -250,9 +288,14 @@ async def measured_run(active: Gateway, idle: Gateway, upstream_pid: int, stores
     urls = {"db": active.url, "db_idle": idle.url} if active.url.startswith("postgresql") else {}
     pin = other_cpu if args.pin_postgres else None
     threads_before = thread_cpu(active.proc.pid)
+    commits_before = audit_commits(active.port)
     with DbSampler(stores, urls, pin, args.nice) as sampler:
-        run = await po.throughput(active.target, c, args.seconds, 0.0, pids)
+        run = await (wrk_run(active, c, args, pids) if args.bodies else po.throughput(active.target, c, args.seconds,
+                                                                                       0.0, pids))
     run["gateway_threads_cpu_seconds"] = thread_delta(threads_before, thread_cpu(active.proc.pid))
+    commits_after = audit_commits(active.port)
+    run["audit_commits"] = commits_after[0] - commits_before[0]
+    run["audit_records_committed"] = commits_after[1] - commits_before[1]
     db = sampler.used()
     run["cpu_seconds"].update(db)
     if pin is not None and db:  # the pinned backends ran beside the upstream: theirs is not noise
@@ -273,7 +316,7 @@ async def measure_store(database: str, gateways: dict[str, Gateway], upstream_pi
             warmup = args.warmup if r == 0 else min(args.warmup, 1.0)
             print(f"{database}: audit {side}, c={c}, round {r + 1}/{args.rounds}: {warmup:g} s warm-up, "
                   f"{args.seconds:g} s …", file=sys.stderr, flush=True)
-            await po.closed_loop(active.target, c, warmup, record=False)
+            await warm_up(active, c, warmup, args)
             runs[side].append(await measured_run(active, idle, upstream_pid, stores, c, args, gateway_cpu,
                                                  other_cpu))
     merged = {side: po.merge_rounds(f"audit_{side}", c, runs[side]) for side in SIDES}
@@ -287,6 +330,9 @@ async def measure_store(database: str, gateways: dict[str, Gateway], upstream_pi
         merged[side]["gateway_threads_cpu_us_per_request"] = po.per_request_us(threads, completed)
         merged[side]["gateway_busy_share"] = [round(run["cpu_seconds"]["gateway"] / run["seconds"], 2)
                                               for run in merged[side]["runs"]]
+        commits = sum(run["audit_commits"] for run in merged[side]["runs"])
+        merged[side]["audit_records_per_commit"] = (
+            round(sum(run["audit_records_committed"] for run in merged[side]["runs"]) / commits, 1) if commits else None)
     on, off = merged["on"], merged["off"]
     ratio = on["rps"] / off["rps"] if off["rps"] else float("nan")
     paired = [round(a["rps"] / b["rps"], 3) if b["rps"] else None
@@ -308,6 +354,11 @@ async def measure_store(database: str, gateways: dict[str, Gateway], upstream_pi
 
 
 # --------------------------------------------------------------------------- report
+
+
+def _latency(summary: dict[str, Any]) -> str:
+    """p50 / p99 in ms, or a dash when the load generator (wrk) kept no latencies."""
+    return f"{summary['p50']:.1f} / {summary['p99']:.1f}" if summary.get("n") else "–"
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -335,9 +386,7 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(
             f"| {store['database']} | {on['rps']:.0f} | {off['rps']:.0f} | ×{store['ratio']:.3f} {mark} | "
             f"{on['gateway_cpu_us_per_request']:.0f} / {off['gateway_cpu_us_per_request']:.0f} | {db} | "
-            f"{on['latency_ms'].get('p50', 0):.1f} / {on['latency_ms'].get('p99', 0):.1f} | "
-            f"{off['latency_ms'].get('p50', 0):.1f} / {off['latency_ms'].get('p99', 0):.1f} | "
-            f"{on['errors']} / {off['errors']} |")
+            f"{_latency(on['latency_ms'])} | {_latency(off['latency_ms'])} | {on['errors']} / {off['errors']} |")
     lines.append("")
     for store in result["stores"]:
         on, off = store["audit_on"], store["audit_off"]
@@ -360,12 +409,14 @@ def markdown(result: dict[str, Any]) -> str:
                          for side in SIDES)
         lines.append(f"  Gateway CPU µs/req, event loop thread / other threads (audit writer, store look-ups), "
                      f"on vs off: {split}. "
-                     f"Share of cpu0 the gateway used, per round: {busy}.")
+                     f"Share of cpu0 the gateway used, per round: {busy}. Audit records per group commit: "
+                     f"{store['audit_on']['audit_records_per_commit']}.")
         lines.append(f"  Noise ({'/'.join(sorted(on['noise']))} busy with anything but the benchmark's processes, "
                      f"per round): {noise}.")
     lines.append(f"Concurrency {s['concurrency']}, closed loop; median of {s['rounds']} rounds of "
                  f"{s['seconds']:g} s per side, on and off alternating, after {s['warmup_seconds']:g} s warm-up "
-                 "(1 s from round 2). Requests: ≈1 KB English/Japanese chat completions, allowed, not streamed.")
+                 "(1 s from round 2). Requests: ≈1 KB English/Japanese chat completions, allowed, not streamed. "
+                 f"Load generator: {s.get('loadgen', 'python')}; upstream: {s.get('upstream', 'demo')}.")
     return "\n".join(lines)
 
 
@@ -393,6 +444,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--pin-postgres", action="store_true",
                         help="pin the gateways' PostgreSQL backends to --other-cpu, beside the upstream (default: "
                              "left to the scheduler; pinned, they queue behind any other job on that CPU)")
+    parser.add_argument("--loadgen", choices=["auto", "wrk", "python"], default="auto",
+                        help="auto: wrk when installed (apt-get install wrk), else the Python client")
+    parser.add_argument("--upstream", choices=["lean", "demo"], default="lean",
+                        help="lean: bench/lean_upstream.py; demo: python -m gateway.demo.upstream")
     po.add_nice_option(parser)
     po.add_policy_option(parser)
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="where the JSON results go")
@@ -405,6 +460,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.rounds = args.rounds or (1 if args.quick else 3)
     args.warmup = args.warmup if args.warmup is not None else (0.5 if args.quick else 3.0)
     args.database = list(dict.fromkeys(args.database))
+    if args.loadgen == "auto":
+        args.loadgen = "wrk" if shutil.which("wrk") else "python"
+    elif args.loadgen == "wrk" and not shutil.which("wrk"):
+        parser.error("wrk is not installed (apt-get install wrk)")
+    args.bodies = None  # set in main: the request bodies wrk sends
     return args
 
 
@@ -441,7 +501,11 @@ def main(argv: list[str] | None = None) -> int:
     if po.uvloop is not None:
         po.uvloop.install()
     try:
-        upstream, upstream_port = po.start_upstream(upstream_procs, other_cpu)
+        lean = [sys.executable, str(BENCH / "lean_upstream.py")] if args.upstream == "lean" else None
+        upstream, upstream_port = po.start_upstream(upstream_procs, other_cpu, lean)
+        if args.loadgen == "wrk":
+            args.bodies = workdir / "bodies.jsonl"
+            args.bodies.write_bytes(b"".join(po.chat_body(v, False) + b"\n" for v in range(16)))
         started = dt.datetime.now(dt.UTC)
         measured = []
         for database in args.database:
@@ -462,6 +526,7 @@ def main(argv: list[str] | None = None) -> int:
             "machine": po.machine_info(gateway_cpu, other_cpu),
             "settings": {"concurrency": args.concurrency, "seconds": args.seconds, "rounds": args.rounds,
                          "warmup_seconds": args.warmup, "pin_postgres": args.pin_postgres, "nice": args.nice, "policy": args.policy, "audit_sync": args.audit_sync,
+                         "loadgen": args.loadgen, "upstream": args.upstream,
                          "loop": "uvloop" if po.uvloop else "asyncio"},
             "target_ratio": TARGET_RATIO,
             "stores": measured,
