@@ -56,6 +56,7 @@ __all__ = ["ItemStats", "Registry", "ScanResult"]
 UInt64Array = npt.NDArray[np.uint64]
 _LENGTH_LIMIT, _LENGTH_BYTES = length_table()
 _LENGTHS = np.frombuffer(_LENGTH_BYTES, np.uint8)
+_ASCII_LENGTHS = _LENGTH_BYTES[:128] + bytes(128)  # a `bytes.translate` table: output length of each ASCII byte
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +100,7 @@ class _Part:
     prints: list[tuple[int, Fingerprints]]
     excluded: dict[str | None, npt.NDArray[np.bool_]] = field(default_factory=dict)
     _prefix: npt.NDArray[np.int64] | None = None
+    _kept: npt.NDArray[np.int64] | bool | None = None
 
     def original_span(self, start: int, end: int) -> tuple[int, int]:
         """`Normalized.original_span`, vectorised setup: one cumsum instead of a Python loop."""
@@ -108,22 +110,51 @@ class _Part:
 
     def original_spans(self, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
         """Map many normalized spans at once."""
+        bounds = np.asarray(spans, np.int64).reshape(-1, 2)
+        firsts, lasts = self.map_spans(bounds[:, 0], bounds[:, 1])
+        return list(zip(firsts.tolist(), lasts.tolist()))
+
+    def map_spans(self, starts: npt.NDArray[np.int64], ends: npt.NDArray[np.int64]
+                  ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """`original_span` of every (start, end) pair, as two arrays."""
         if not self.norm.simple:
-            return [self.norm.original_span(s, e) for s, e in spans]
+            pairs = [self.norm.original_span(s, e) for s, e in zip(starts.tolist(), ends.tolist())]
+            mapped = np.asarray(pairs, np.int64).reshape(-1, 2)
+            return mapped[:, 0], mapped[:, 1]
+        kept = self._kept_positions()
+        if kept is not None and bool(np.all(starts < ends)) and int(ends.max(initial=0)) <= kept.shape[0]:
+            # Each normalized character came from one original character: look the ends up directly.
+            return kept.take(starts), kept.take(ends - 1) + 1
+        prefix = self._prefix_lengths()
+        firsts = np.searchsorted(prefix, starts, side="right") - 1
+        lasts = np.searchsorted(prefix, ends - 1, side="right")
+        return firsts, np.where(ends > starts, lasts, firsts)
+
+    def _lengths(self) -> npt.NDArray[np.uint8]:
+        """How many normalized characters each original character produced."""
+        if self.norm.original.isascii():  # one C pass over bytes instead of a gather per code point
+            return np.frombuffer(self.norm.original.encode("ascii").translate(_ASCII_LENGTHS), np.uint8)
+        cps = code_points(self.norm.original)
+        if cps.shape[0] and int(cps.max()) >= _LENGTH_LIMIT:
+            return np.frombuffer(self.norm.output_lengths(), np.uint8)
+        return _LENGTHS.take(cps)
+
+    def _kept_positions(self) -> npt.NDArray[np.int64] | None:
+        """Original offset of every normalized character, if each original character produced at most one."""
+        if self._kept is None:
+            lengths = self._lengths()
+            self._kept = (np.flatnonzero(lengths.view(np.bool_)) if not lengths.shape[0] or int(lengths.max()) <= 1
+                          else False)
+        return None if self._kept is False else self._kept
+
+    def _prefix_lengths(self) -> npt.NDArray[np.int64]:
+        """Normalized offset at which each original character begins (and the total at the end)."""
         if self._prefix is None:
-            cps = code_points(self.norm.original)
-            if cps.shape[0] and int(cps.max()) >= _LENGTH_LIMIT:
-                lengths = np.frombuffer(self.norm.output_lengths(), np.uint8)
-            else:
-                lengths = _LENGTHS[cps]
-            prefix = np.zeros(cps.shape[0] + 1, np.int64)
+            lengths = self._lengths()
+            prefix = np.zeros(lengths.shape[0] + 1, np.int64)
             np.cumsum(lengths, out=prefix[1:])
             self._prefix = prefix
-        bounds = np.asarray(spans, np.int64).reshape(-1, 2)
-        firsts = np.searchsorted(self._prefix, bounds[:, 0], side="right") - 1
-        lasts = np.searchsorted(self._prefix, bounds[:, 1] - 1, side="right")
-        lasts = np.where(bounds[:, 1] > bounds[:, 0], lasts, firsts)
-        return list(zip(firsts.tolist(), lasts.tolist()))
+        return self._prefix
 
 
 def _category(category: Category | str) -> str:
@@ -148,6 +179,38 @@ def _items_sharing(values: UInt64Array, slots: npt.NDArray[np.int64]) -> npt.NDA
     distinct = np.bincount(group, weights=new_pair).astype(np.int64)
     result = np.empty(values.shape[0], np.int64)
     result[order] = distinct[group]
+    return result
+
+
+_LIFT = 1 << 36  # above every offset in a request (far fewer than 2**35 characters) and below 2**63 / hits
+
+
+def _changes(*keys: npt.NDArray[np.generic]) -> npt.NDArray[np.bool_]:
+    """Where sorted rows begin a new group: the first row, and every row whose keys differ from the row before."""
+    fresh = np.ones(keys[0].shape[0], bool)
+    if fresh.shape[0] > 1:
+        fresh[1:] = keys[0][1:] != keys[0][:-1]
+        for key in keys[1:]:
+            fresh[1:] |= key[1:] != key[:-1]
+    return fresh
+
+
+def _breaks(new_group: npt.NDArray[np.bool_], starts: npt.NDArray[np.int64],
+            ends: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+    """Where runs begin in intervals sorted by (group, start): a new group, or a start past every earlier end of it.
+
+    Earlier ends are one running maximum over all rows, each group lifted
+    `_LIFT` above the one before so that no end of it reaches the next (every
+    end is at least its start, so a group's running maximum is its current
+    run's end).
+    """
+    result = new_group.copy()
+    if result.shape[0] > 1:
+        lift = np.cumsum(new_group, dtype=np.int64)
+        lift *= _LIFT
+        reach = np.maximum.accumulate(lift + ends)
+        lift += starts
+        result[1:] |= lift[1:] > reach[:-1]
     return result
 
 
@@ -498,107 +561,195 @@ class Registry:
     def _fingerprint_matches(self, states: list[_Part], chunks: list[tuple[int, int, Fingerprints]],
                              values: UInt64Array, request_values: dict[int, int]
                              ) -> tuple[list[Match], dict[str, UInt64Array]]:
+        """Turn the index's hits into matches: per item, its runs of hits, their spans and its coverage.
+
+        A 600-character excerpt brings about two hundred hits, and a NumPy call
+        costs a few microseconds whatever its size, so the hits are sorted once
+        by (item, part, channel, position) and every later step is a pass over
+        that order: the Python work is per matched item and span, not per hit.
+        """
         hits = self.index.lookup(values)
         if hits.queries.shape[0] == 0:
             return [], {}
-        part_of = np.concatenate([np.full(len(p), i) for i, _, p in chunks])
-        channel_of = np.concatenate([np.full(len(p), ch) for _, ch, p in chunks])
-        starts = np.concatenate([p.starts for _, _, p in chunks])
-        ends = np.concatenate([p.ends for _, _, p in chunks])
-        hit_values = values[hits.queries]
-        # Boilerplate: held by too many items, or found in the background corpus.
-        common = _items_sharing(hit_values, self._share_key_array()[hits.slots]) > self.max_item_share
-        if self._background.shape[0]:
-            common |= _member(hit_values, self._background)
-        # Exclusions, one vectorised test per agreement present.
-        keep = np.ones(hit_values.shape[0], bool)
-        agreements = [it.agreement_id if it is not None else "" for it in (self._items[s] for s in np.unique(hits.slots))]
-        if self._exclusions:
-            agreement_of_slot = {int(s): a for s, a in zip(np.unique(hits.slots), agreements)}
-            hit_agreements = np.array([agreement_of_slot[int(s)] for s in hits.slots], dtype=object)
-            for agreement in set(agreements):
-                excluded = self._exclusion_set(agreement)
-                if excluded is not None:
-                    mine = hit_agreements == agreement
-                    keep[mine] &= ~_member(hit_values[mine], excluded)
-        # Items with at least one distinctive, non-excluded hit; the rest is plain Python over few hits.
-        useful = keep & ~common
-        if not useful.any():
-            return [], {}
-        wanted = set(hits.slots[useful].tolist())
-        groups: dict[int, list[int]] = {}
-        for i, (slot, ok) in enumerate(zip(hits.slots.tolist(), keep.tolist())):
-            if ok and slot in wanted:
-                groups.setdefault(slot, []).append(i)
-        queries, value_list = hits.queries.tolist(), hit_values.tolist()
-        channel_list, common_list = channel_of.tolist(), common.tolist()
+        queries = hits.queries
+        slots = hits.slots.astype(np.int64)
+        hit_values = values.take(queries)
+        common = self._boilerplate(hit_values, slots)
+        nparts = len(states)
+        part_of = np.concatenate([np.full(len(p), 2 * i + ch, np.int64) for i, ch, p in chunks])  # part, channel
+        group = slots * (2 * nparts) + part_of.take(queries)  # item, part and channel in one key
+        starts = np.concatenate([p.starts for _, _, p in chunks]).take(queries)
+        order = np.lexsort((starts, group))
+        # Items with at least one distinctive, non-excluded hit; each keeps all its non-excluded hits.
+        kept = self._not_excluded(hit_values, slots) if self._exclusions else None
+        ranked = slots.take(order)
+        first = np.flatnonzero(_changes(ranked))
+        items = [self._items[s] for s in ranked.take(first).tolist()]
+        missing = any(item is None for item in items)
+        if common is not None or kept is not None or missing:
+            useful = np.ones(order.shape[0], bool) if common is None else ~common.take(order)
+            if kept is not None:
+                useful &= kept.take(order)
+            wanted = np.logical_or.reduceat(useful, first)
+            if missing:
+                wanted &= np.asarray([item is not None for item in items])
+            chosen = np.repeat(wanted, np.diff(first, append=order.shape[0]))
+            if kept is not None:
+                chosen &= kept.take(order)
+            if not chosen.all():
+                order = order[chosen]
+                if order.shape[0] == 0:
+                    return [], {}
+                ranked = slots.take(order)
+                first = np.flatnonzero(_changes(ranked))
+                items = [self._items[s] for s in ranked.take(first).tolist()]
+        n = order.shape[0]
+        group, starts = group.take(order), starts.take(order)
+        ends = np.concatenate([p.ends for _, _, p in chunks]).take(queries.take(order))
+        value = hit_values.take(order)
+        distinctive = None if common is None else ~common.take(order)
+        new_item = np.zeros(n, bool)
+        new_item[first] = True
+        item_of = np.cumsum(new_item) - 1
+        # Each item's distinct values: hits below the evidence rule still add up across requests
+        # (`accumulate`) for a later match.
+        by_value = np.lexsort((value, item_of))
+        held = value.take(by_value)
+        fresh = new_item.copy()
+        fresh[1:] |= held[1:] != held[:-1]
+        repeats = not fresh.all()
+        if repeats:  # where each item's distinct values begin among all the distinct values
+            begins = np.flatnonzero(fresh).searchsorted(first)
+            held = held[fresh]
+        else:
+            begins = first
+        bounds = [*begins.tolist(), held.shape[0]]
+        owners = [item for item in items if item is not None]  # all of them, once orphaned slots are dropped
+        # Coverage counts every distinct hit of the item per channel, boilerplate included.
+        channel = group & 1
+        found = np.bincount((item_of * 2 + channel).take(by_value)[fresh] if repeats else item_of * 2 + channel,
+                            minlength=2 * len(owners)).reshape(-1, 2).tolist()
+        spans = self._spans(states, group, channel, starts, ends, distinctive, value if repeats else None)
+        # Items in the order of their first hit, as the lookup reported them.
+        listed = np.argsort(np.minimum.reduceat(order, first), kind="stable").tolist()
+        span_item = (spans[0] // nparts).tolist()
+        span_part = (spans[0] % nparts).tolist()
+        span_starts, span_ends = spans[1].tolist(), spans[2].tolist()
+        slot_numbers = ranked.take(first).tolist()
+        per_item: dict[int, list[int]] = {}
+        for k, slot in enumerate(span_item):
+            per_item.setdefault(slot, []).append(k)
         matches: list[Match] = []
-        item_hits: dict[str, UInt64Array] = {}
-        for slot, members in groups.items():
-            item = self._items[slot]
-            if item is None:
-                continue
-            # Hits below the evidence rule still add up across requests (`accumulate`) for a later match.
-            item_hits[item.item_id] = np.unique(np.asarray([value_list[i] for i in members], np.uint64))
-            runs = [(queries[i], common_list[i], value_list[i]) for i in members]
-            spans = self._spans(states, runs, part_of, channel_of, starts, ends)
-            if not spans:
+        for j in listed:
+            item = owners[j]
+            reported = per_item.get(slot_numbers[j])
+            if not reported:
                 continue  # no run holds enough distinctive fingerprints: below the guarantee, not a match
             best_item, best_request = 0.0, 0.0
             for ch in (CHANNEL_TEXT, CHANNEL_CODE):
                 if not item.counts[ch]:
                     continue
-                found = len({value_list[i] for i in members if channel_list[queries[i]] == ch})
-                if found and found / item.counts[ch] > best_item:
-                    best_item, best_request = found / item.counts[ch], found / max(1, request_values[ch])
+                count = found[j][ch]
+                if count and count / item.counts[ch] > best_item:
+                    best_item, best_request = count / item.counts[ch], count / max(1, request_values[ch])
             score = max(best_item, best_request)
-            for part_index, start, end in spans:
-                matches.append(Match(kind="fingerprint", location=states[part_index].part.location, start=start,
-                                     end=end, agreement_id=item.agreement_id, item_id=item.item_id,
-                                     category=item.category, score=round(score, 4),
+            for k in reported:
+                matches.append(Match(kind="fingerprint", location=states[span_part[k]].part.location,
+                                     start=span_starts[k], end=span_ends[k], agreement_id=item.agreement_id,
+                                     item_id=item.item_id, category=item.category, score=round(score, 4),
                                      item_coverage=round(min(1.0, best_item), 4),
                                      request_coverage=round(min(1.0, best_request), 4)))
-        return matches, item_hits
+        return matches, {owners[j].item_id: held[bounds[j] : bounds[j + 1]].copy() for j in listed}
 
-    def _spans(self, states: list[_Part], hits: list[tuple[int, bool, int]], part_of: npt.NDArray[np.int64],
-               channel_of: npt.NDArray[np.int64], starts: npt.NDArray[np.int64],
-               ends: npt.NDArray[np.int64]) -> list[tuple[int, int, int]]:
-        """Merge an item's hits (query, boilerplate, value) into one original-text span per contiguous run and part.
+    def _boilerplate(self, hit_values: UInt64Array, slots: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_] | None:
+        """Which hits are boilerplate (held by too many items, or background); None when none is."""
+        common = None
+        ordered = np.sort(hit_values)
+        share = self.max_item_share
+        # A value needs more than `share` hits to have more than `share` holders: usually none has.
+        if share < 1 or (ordered.shape[0] > share and bool(np.any(ordered[share:] == ordered[:-share]))):
+            common = _items_sharing(hit_values, self._share_key_array().take(slots)) > share
+        if self._background.shape[0]:
+            background = _member(hit_values, self._background)
+            if background.any():
+                common = background if common is None else common | background
+        return common
 
-        Kept grams of a copied run are at most one window apart, so hits
-        closer than that belong to the same run. A run is reported only when
-        it holds `run_fingerprints` distinct fingerprints of its channel that
-        are not boilerplate (a run of boilerplate alone never is).
+    def _not_excluded(self, hit_values: UInt64Array, slots: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+        """Which hits no exclusion of their item's agreement covers (one vectorised test per agreement)."""
+        slot_ids, slot_of_hit = np.unique(slots, return_inverse=True)
+        agreements = [it.agreement_id if (it := self._items[s]) is not None else "" for s in slot_ids.tolist()]
+        names = sorted(set(agreements))
+        code = np.asarray([names.index(a) for a in agreements], np.int64)[slot_of_hit]
+        keep = np.ones(hit_values.shape[0], bool)
+        for j, agreement in enumerate(names):
+            excluded = self._exclusion_set(agreement)
+            if excluded is not None:
+                mine = code == j
+                keep[mine] &= ~_member(hit_values[mine], excluded)
+        return keep
+
+    def _spans(self, states: list[_Part], group: npt.NDArray[np.int64], channel: npt.NDArray[np.int64],
+               starts: npt.NDArray[np.int64], ends: npt.NDArray[np.int64],
+               distinctive: npt.NDArray[np.bool_] | None, value: UInt64Array | None
+               ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """Merge hits into one original-text span per contiguous run of one item and part.
+
+        Hits come sorted by `group` (item, part and channel in one key, the
+        channel its low bit) and start, with whether each is distinctive (None:
+        all are) and, when an item may hold a value at several places, the
+        values. The result is (item and part as ``slot * parts + part``, start,
+        end) of every reported span, sorted. Kept grams of a copied run are at most
+        one window apart, so hits of one group closer than that belong to the
+        same run. A run is reported only when it holds `run_fingerprints`
+        distinct fingerprints of its channel that are not boilerplate (a run of
+        boilerplate alone never is). Text runs are mapped to the client's
+        string, then the runs of both channels of one part are merged where
+        they overlap or touch there.
         """
-        gap = {CHANNEL_TEXT: self.fingerprinter.text_params.window, CHANNEL_CODE: 0}
-        located = sorted((int(part_of[q]), int(channel_of[q]), int(starts[q]), int(ends[q]), not boiler, value)
-                         for q, boiler, value in hits)
-        runs: list[list[int]] = []  # part, channel, start, end, distinct distinctive fingerprints
-        seen: list[set[int]] = []
-        for p, ch, s, e, distinctive, value in located:
-            if not (runs and runs[-1][0] == p and runs[-1][1] == ch and s <= runs[-1][3] + gap[ch]):
-                runs.append([p, ch, s, e, 0])
-                seen.append(set())
-            runs[-1][3] = max(runs[-1][3], e)
-            if distinctive:
-                seen[-1].add(value)
-        for run, values in zip(runs, seen, strict=True):
-            run[4] = int(len(values) >= self.run_fingerprints[run[1]])
-        spans: list[tuple[int, int, int, int]] = []
-        for p in sorted({r[0] for r in runs}):
-            text_runs = [r for r in runs if r[0] == p and r[1] == CHANNEL_TEXT]
-            mapped = states[p].original_spans([(r[2], r[3]) for r in text_runs]) if text_runs else []
-            spans.extend((p, s, e, r[4]) for (s, e), r in zip(mapped, text_runs))
-            spans.extend((p, r[2], r[3], r[4]) for r in runs if r[0] == p and r[1] == CHANNEL_CODE)
-        spans.sort()
-        merged: list[list[int]] = []  # channels may overlap in one part: merge in original coordinates
-        for p, s, e, d in spans:
-            if merged and merged[-1][0] == p and s <= merged[-1][2]:
-                merged[-1][2] = max(merged[-1][2], e)
-                merged[-1][3] = merged[-1][3] or d
-            else:
-                merged.append([p, s, e, d])
-        return [(p, s, e) for p, s, e, d in merged if d]
+        nparts = len(states)
+        text_only = not channel.any()
+        window = self.fingerprinter.text_params.window
+        gap = window if text_only else np.where(channel == CHANNEL_TEXT, window, 0)
+        breaks = _breaks(_changes(group), starts - gap, ends)
+        run_first = np.flatnonzero(breaks)
+        if value is None:  # no value repeats within an item: a run's distinct fingerprints are its hits
+            distinct = (np.diff(run_first, append=starts.shape[0]) if distinctive is None
+                        else np.add.reduceat(distinctive.astype(np.int64), run_first))
+        else:
+            run = np.cumsum(breaks) - 1
+            if distinctive is not None:
+                run, value = run[distinctive], value[distinctive]
+            pair = np.lexsort((value, run))
+            run, value = run.take(pair), value.take(pair)
+            distinct = np.bincount(run[_changes(run, value)], minlength=run_first.shape[0])
+        run_group = group.take(run_first)
+        run_start, run_end = starts.take(run_first), np.maximum.reduceat(ends, run_first)
+        text_runs = True if text_only else (run_group & 1) == CHANNEL_TEXT
+        if text_only:
+            ok = distinct >= self.run_fingerprints[CHANNEL_TEXT]
+        else:
+            ok = distinct >= np.where(text_runs, self.run_fingerprints[CHANNEL_TEXT],
+                                      self.run_fingerprints[CHANNEL_CODE])
+        run_group >>= 1  # slot * parts + part
+        if nparts == 1 and text_only:
+            run_start, run_end = states[0].map_spans(run_start, run_end)
+        else:
+            run_part = run_group % nparts
+            for index in np.unique(run_part).tolist():
+                at = np.flatnonzero((run_part == index) & text_runs)
+                if at.shape[0]:
+                    run_start[at], run_end[at] = states[index].map_spans(run_start.take(at), run_end.take(at))
+        # Channels may overlap in one part: merge in original coordinates. Mapping keeps the order of a
+        # part's text runs, so only code runs need sorting in.
+        if not text_only:
+            order = np.lexsort((ok, run_end, run_start, run_group))
+            run_group, run_start, run_end, ok = (a.take(order) for a in (run_group, run_start, run_end, ok))
+        merged = np.flatnonzero(_breaks(_changes(run_group), run_start, run_end))
+        reported = np.logical_or.reduceat(ok, merged)
+        merged_end = np.maximum.reduceat(run_end, merged)[reported]
+        merged = merged[reported]
+        return run_group.take(merged), run_start.take(merged), merged_end
 
     def _excluded_chars(self, state: _Part, agreement_id: str) -> npt.NDArray[np.bool_] | None:
         """Normalized characters of a part covered by grams of the agreement's exclusions."""
