@@ -64,3 +64,31 @@ def test_a_key_held_by_too_many_items_becomes_common() -> None:
     assert hits.common.tolist() == [0]
     assert list(zip(hits.queries.tolist(), hits.slots.tolist())) == [(1, 3)]
     assert index.common_keys == 1
+
+
+def test_lookup_returns_exactly_the_pairs_a_dictionary_would() -> None:
+    """Every (query, live slot) pair, in query order, over several segments, dead slots and empty buckets."""
+    rng = np.random.default_rng(11)
+    index = FingerprintIndex(max_postings=6)
+    held: dict[int, set[int]] = {}
+    shared = rng.integers(0, 2**64 - 1, 40, dtype=np.uint64, endpoint=True)  # some held by more than 6 items
+    for slot in range(120):
+        keys = np.concatenate([rng.integers(0, 2**64 - 1, int(rng.integers(1, 400)), dtype=np.uint64, endpoint=True),
+                               shared[rng.integers(0, 40, 3)]])
+        index.add(slot, keys)
+        for key in keys.tolist():
+            held.setdefault(key, set()).add(slot)
+    for slot in range(0, 120, 7):
+        index.remove(slot)
+    alive = {slot for slot in range(120) if slot % 7}
+    stored = np.fromiter(held, np.uint64)
+    for size in (1, 3, 2000):
+        queries = np.concatenate([stored[rng.integers(0, stored.shape[0], size)],
+                                  rng.integers(0, 2**64 - 1, size, dtype=np.uint64, endpoint=True)])
+        hits = index.lookup(queries)
+        common = set(hits.common.tolist())
+        got = list(zip(hits.queries.tolist(), hits.slots.tolist(), strict=True))
+        want = [(q, s) for q, key in enumerate(queries.tolist()) if q not in common
+                for s in held.get(key, ()) if s in alive]
+        assert sorted(got) == sorted(want)
+    assert index.common_keys and len(index._segments) > 1
