@@ -57,6 +57,7 @@ UInt64Array = npt.NDArray[np.uint64]
 _LENGTH_LIMIT, _LENGTH_BYTES = length_table()
 _LENGTHS = np.frombuffer(_LENGTH_BYTES, np.uint8)
 _ASCII_LENGTHS = _LENGTH_BYTES[:128] + bytes(128)  # a `bytes.translate` table: output length of each ASCII byte
+_ASCII_ONE_EACH = max(_ASCII_LENGTHS) <= 1  # an ASCII character folds to itself, its lower case, or nothing
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,8 +144,9 @@ class _Part:
         """Original offset of every normalized character, if each original character produced at most one."""
         if self._kept is None:
             lengths = self._lengths()
-            self._kept = (np.flatnonzero(lengths.view(np.bool_)) if not lengths.shape[0] or int(lengths.max()) <= 1
-                          else False)
+            one_each = ((_ASCII_ONE_EACH and self.norm.original.isascii()) or not lengths.shape[0]
+                        or int(lengths.max()) <= 1)
+            self._kept = np.flatnonzero(lengths.view(np.bool_)) if one_each else False
         return None if self._kept is False else self._kept
 
     def _prefix_lengths(self) -> npt.NDArray[np.int64]:
@@ -576,9 +578,13 @@ class Registry:
         hit_values = values.take(queries)
         common = self._boilerplate(hit_values, slots)
         nparts = len(states)
-        part_of = np.concatenate([np.full(len(p), 2 * i + ch, np.int64) for i, ch, p in chunks])  # part, channel
-        group = slots * (2 * nparts) + part_of.take(queries)  # item, part and channel in one key
-        starts = np.concatenate([p.starts for _, _, p in chunks]).take(queries)
+        group = slots * (2 * nparts)  # item, part and channel in one key
+        if len(chunks) == 1:
+            group += 2 * chunks[0][0] + chunks[0][1]
+        else:
+            group += np.concatenate([np.full(len(p), 2 * i + ch, np.int64) for i, ch, p in chunks]).take(queries)
+        starts = (chunks[0][2].starts if len(chunks) == 1
+                  else np.concatenate([p.starts for _, _, p in chunks])).take(queries)
         order = np.lexsort((starts, group))
         # Items with at least one distinctive, non-excluded hit; each keeps all its non-excluded hits.
         kept = self._not_excluded(hit_values, slots) if self._exclusions else None
@@ -605,7 +611,8 @@ class Registry:
                 items = [self._items[s] for s in ranked.take(first).tolist()]
         n = order.shape[0]
         group, starts = group.take(order), starts.take(order)
-        ends = np.concatenate([p.ends for _, _, p in chunks]).take(queries.take(order))
+        ends = (chunks[0][2].ends if len(chunks) == 1
+                else np.concatenate([p.ends for _, _, p in chunks])).take(queries.take(order))
         value = hit_values.take(order)
         distinctive = None if common is None else ~common.take(order)
         new_item = np.zeros(n, bool)
@@ -669,7 +676,8 @@ class Registry:
         # A value needs more than `share` hits to have more than `share` holders: usually none has.
         if share < 1 or (ordered.shape[0] > share and bool(np.any(ordered[share:] == ordered[:-share]))):
             common = _items_sharing(hit_values, self._share_key_array().take(slots)) > share
-        if self._background.shape[0]:
+        # Background values are sorted: hits all below the smallest (text hits against the code idioms) are none.
+        if self._background.shape[0] and int(hit_values.max()) >= int(self._background[0]):
             background = _member(hit_values, self._background)
             if background.any():
                 common = background if common is None else common | background
