@@ -104,7 +104,7 @@ class _Part:
     _kept: npt.NDArray[np.int64] | bool | None = None
 
     def original_span(self, start: int, end: int) -> tuple[int, int]:
-        """`Normalized.original_span`, vectorised setup: one cumsum instead of a Python loop."""
+        """`Normalized.original_span` through `map_spans` (arrays built once per part, not a Python loop)."""
         if not self.norm.simple:
             return self.norm.original_span(start, end)
         return self.original_spans([(start, end)])[0]
