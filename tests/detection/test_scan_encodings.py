@@ -95,3 +95,25 @@ def test_a_wholly_url_escaped_passage_is_decoded_with_exact_spans(loaded: Regist
 
 def test_a_lone_escape_does_not_open_a_decoded_layer(loaded: Registry) -> None:
     assert scan([TextPart("m", "open https://example.com/a%20b please")], loaded) == []
+
+
+def test_blobs_are_found_exactly_where_the_regex_over_the_whole_text_finds_them() -> None:
+    """The search inside runs of blob characters (the fast path) finds every base64/hex candidate the
+    plain regex finds over the whole text, at the same offsets: runs at either end, runs of exactly
+    the minimum length, `=` padding, URL-safe characters, non-ASCII characters beside a run."""
+    import random
+
+    from gateway.scan import _BLOB, MIN_BLOB, _blob_matches
+
+    rng = random.Random(20261127)
+    pieces = ["a", "Z", "0", "+", "/", "-", "_", "=", "==", " ", ".", "é", "秘", "\n", "\\u0041", "%41"]
+    samples = [
+        "x" * MIN_BLOB, "x" * (MIN_BLOB - 1), "y" * MIN_BLOB + "==", "秘" + "Q" * 20 + "秘", "ab" * 40,
+        base64.b64encode(EN_PLAN.encode()).decode(), EN_PLAN, JA_DESIGN,
+    ]
+    for _ in range(400):
+        samples.append("".join(rng.choice(pieces) if rng.random() < 0.3 else rng.choice("abcXYZ019")
+                               for _ in range(rng.randrange(0, 120))))
+    for text in samples:
+        expected = [(m.start(), m.end()) for m in _BLOB.finditer(text)]
+        assert [(m.start(), m.end()) for m in _blob_matches(text)] == expected, text
