@@ -454,6 +454,10 @@ class Registry:
             self._share_array = np.asarray(self._share_keys, np.int64)
         return self._share_array
 
+    def compact(self) -> None:
+        """Merge the index into one segment (after a bulk load): each lookup then reads one segment."""
+        self.index.compact()
+
     def remove_item(self, item_id: str) -> bool:
         """Stop matching an item (fingerprints and terms); returns whether it was known."""
         known = self.phrases.remove_owner(item_id)
