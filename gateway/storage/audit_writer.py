@@ -485,8 +485,7 @@ class _PostgresStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._free: list[Any] = []  # open connections not in use
-        self._busy: set[Any] = set()
+        self._free: list[Any] = []  # open connections not in use (the others are in `write`)
 
     async def _connection(self) -> Any:
         while self._free:
@@ -508,7 +507,6 @@ class _PostgresStore:
     async def write(self, prepared: list[Record]) -> list[Record]:
         for attempt in (1, 2):
             conn = await self._connection()
-            self._busy.add(conn)
             try:
                 cursor = await conn.execute(_pg_chain_insert(Escaping(conn.pgconn).escape_literal, prepared))
                 cursor.nextset()  # BEGIN, the lock, then the chained batch
@@ -516,34 +514,27 @@ class _PostgresStore:
                 rows = await cursor.fetchall()
             except psycopg.IntegrityError:
                 await conn.execute("ROLLBACK")
-                self._release(conn)
+                self._free.append(conn)
                 raise _Clash from None
             except psycopg.Error as exc:
                 lost = conn.closed or isinstance(exc, psycopg.OperationalError)
-                self._busy.discard(conn)
                 await _close(conn)
                 if attempt == 2 or not lost:
                     raise _unavailable(exc) from exc
             except BaseException:  # cancelled mid-statement: the connection's state is unknown
-                self._busy.discard(conn)
                 await _close(conn)
                 raise
             else:
-                self._release(conn)
+                self._free.append(conn)
                 if [row[1] for row in rows] != [record["id"] for record in prepared]:
                     raise _unavailable(RuntimeError("the batch was not appended in order"))
                 return [{**record, "seq": seq, "prev_hash": prev, "hash": hash_}
                         for record, (seq, _, prev, hash_) in zip(prepared, rows, strict=True)]
         raise AssertionError("unreachable")
 
-    def _release(self, conn: Any) -> None:
-        self._busy.discard(conn)
-        if not conn.closed:
-            self._free.append(conn)
-
     async def drop(self) -> None:
-        conns, self._free = self._free + list(self._busy), []
-        self._busy.clear()
+        """Close the idle connections (the writer calls this once no batch is in flight)."""
+        conns, self._free = self._free, []
         for conn in conns:
             await _close(conn)
 
