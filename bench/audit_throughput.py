@@ -242,10 +242,14 @@ def thread_delta(before: dict[int, tuple[str, float]], after: dict[int, tuple[st
     return {role: round(v, 3) for role, v in out.items()}
 
 
+def _side(active: Gateway) -> sc.Side:
+    """The gateway as `scaling.wrk_load` takes it."""
+    return sc.Side(active.side, active.url, active.target, active.key, [])
+
+
 async def warm_up(active: Gateway, c: int, seconds: float, args: argparse.Namespace) -> None:
     if args.bodies:
-        await asyncio.to_thread(sc.wrk_load, sc.Side(active.side, active.url, active.target, active.key, []),
-                                args.bodies, c, seconds, args.nice)
+        await asyncio.to_thread(sc.wrk_load, _side(active), args.bodies, c, seconds, args.nice)
     else:
         await po.closed_loop(active.target, c, seconds, record=False)
 
@@ -253,9 +257,8 @@ async def warm_up(active: Gateway, c: int, seconds: float, args: argparse.Namesp
 async def wrk_run(active: Gateway, c: int, args: argparse.Namespace, pids: dict[str, int]) -> dict[str, Any]:
     """One closed-loop run of `wrk` (a child process pinned with this one): `po.throughput`'s result shape,
     wrk's own CPU as the load generator's and not as noise; latencies are wrk's concern, not kept."""
-    side = sc.Side(active.side, active.url, active.target, active.key, [])
     with po.CpuMeter(pids) as meter:
-        load = await asyncio.to_thread(sc.wrk_load, side, args.bodies, c, args.seconds, args.nice)
+        load = await asyncio.to_thread(sc.wrk_load, _side(active), args.bodies, c, args.seconds, args.nice)
         cpu, noise = meter.used()
     cpu["loadgen"] = load.loadgen_cpu
     if load.seconds > 0:
