@@ -107,13 +107,8 @@ class _Part:
         """`Normalized.original_span` through `map_spans` (arrays built once per part, not a Python loop)."""
         if not self.norm.simple:
             return self.norm.original_span(start, end)
-        return self.original_spans([(start, end)])[0]
-
-    def original_spans(self, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
-        """Map many normalized spans at once."""
-        bounds = np.asarray(spans, np.int64).reshape(-1, 2)
-        firsts, lasts = self.map_spans(bounds[:, 0], bounds[:, 1])
-        return list(zip(firsts.tolist(), lasts.tolist()))
+        firsts, lasts = self.map_spans(np.array([start], np.int64), np.array([end], np.int64))
+        return int(firsts[0]), int(lasts[0])
 
     def map_spans(self, starts: npt.NDArray[np.int64], ends: npt.NDArray[np.int64]
                   ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
