@@ -257,9 +257,8 @@ def scan_result(parts: Sequence[TextPart], registry: Registry) -> ScanResult:
     """`scan`, keeping the per-item fingerprint hits that cross-request accumulation needs."""
     layers = [_Layer(i, part.text, _identity, ()) for i, part in enumerate(parts)]
     budget = [MAX_LAYERS]
-    for i, part in enumerate(parts):
-        if _maybe_encoded(part.text):
-            layers.extend(_decoded_layers(layers[i], 1, budget))
+    for i in range(len(parts)):
+        layers.extend(_decoded_layers(layers[i], 1, budget))  # checks `_maybe_encoded` first, once
     if len(layers) == len(parts):
         return registry.scan(parts)
     virtual = [TextPart(location=str(n), text=layer.text, role=parts[layer.part].role) for n, layer in enumerate(layers)]
