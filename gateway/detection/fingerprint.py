@@ -60,6 +60,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from gateway.detection import kernels
 from gateway.normalize import fold
 
 __all__ = [
@@ -82,10 +83,6 @@ CHANNEL_TEXT = 0
 CHANNEL_CODE = 1
 _CHANNEL_SHIFT = 62
 _VALUE_MASK = U64((1 << _CHANNEL_SHIFT) - 1)
-_POS_BITS = 20
-_POS_MASK = U64((1 << _POS_BITS) - 1)
-_HIGH_MASK = U64(((1 << 64) - 1) ^ ((1 << _POS_BITS) - 1))
-_MAX = U64((1 << 64) - 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,81 +169,6 @@ def _mix(x: UInt64Array) -> UInt64Array:
     return x ^ (x >> U64(31))
 
 
-def _mix_inplace(x: UInt64Array) -> UInt64Array:
-    """`_mix` overwriting `x`: one scratch array instead of a new array per step (this runs on every gram)."""
-    tmp = np.right_shift(x, U64(30))
-    np.bitwise_xor(x, tmp, out=x)
-    np.multiply(x, U64(0xBF58476D1CE4E5B9), out=x)
-    np.right_shift(x, U64(27), out=tmp)
-    np.bitwise_xor(x, tmp, out=x)
-    np.multiply(x, U64(0x94D049BB133111EB), out=x)
-    np.right_shift(x, U64(31), out=tmp)
-    np.bitwise_xor(x, tmp, out=x)
-    return x
-
-
-# Per-row rotation amounts of the paired SipHash state (see `_siphash13`).
-_ROT_FIRST = np.array([[13], [16]], np.uint64)
-_ROT_SECOND = np.array([[17], [21]], np.uint64)
-
-
-def _siphash13(k0: int, k1: int, m: UInt64Array) -> UInt64Array:
-    """SipHash-1-3 (the variant CPython uses for str hashing) of one 64-bit word per element.
-
-    Vectorised with in-place ufuncs whose cost is mostly per call, so the
-    state is held as two rows, ``a = (v0, v2)`` and ``b = (v1, v3)``: each
-    half of a SipRound does the same operations on both pairs (with
-    different rotation amounts), so one call does the work of two. All of a
-    request's kept grams are hashed in one call.
-    """
-    n = m.shape[0]
-    a = np.empty((2, n), np.uint64)
-    b = np.empty((2, n), np.uint64)
-    a[0] = U64(k0 ^ 0x736F6D6570736575)
-    b[0] = U64(k1 ^ 0x646F72616E646F6D)
-    a[1] = U64(k0 ^ 0x6C7967656E657261)
-    b[1] = U64(k1 ^ 0x7465646279746573)
-    tmp = np.empty((2, n), np.uint64)
-    half = np.empty(n, np.uint64)
-    left_first, right_first = _ROT_FIRST, U64(64) - _ROT_FIRST
-    left_second, right_second = _ROT_SECOND, U64(64) - _ROT_SECOND
-
-    def rotl_b(left: UInt64Array, right: UInt64Array) -> None:
-        np.right_shift(b, right, out=tmp)
-        np.left_shift(b, left, out=b)
-        np.bitwise_or(b, tmp, out=b)
-
-    def rot32(row: UInt64Array) -> None:
-        np.right_shift(row, U64(32), out=half)
-        np.left_shift(row, U64(32), out=row)
-        np.bitwise_or(row, half, out=row)
-
-    def sipround() -> None:
-        np.add(a, b, out=a)  # v0 += v1; v2 += v3
-        rotl_b(left_first, right_first)  # v1 <<<= 13; v3 <<<= 16
-        np.bitwise_xor(b, a, out=b)  # v1 ^= v0; v3 ^= v2
-        rot32(a[0])  # v0 <<<= 32
-        np.add(a, b[::-1], out=a)  # v0 += v3; v2 += v1
-        rotl_b(left_second, right_second)  # v1 <<<= 17; v3 <<<= 21
-        np.bitwise_xor(b, a[::-1], out=b)  # v1 ^= v2; v3 ^= v0
-        rot32(a[1])  # v2 <<<= 32
-
-    np.bitwise_xor(b[1], m, out=b[1])
-    sipround()
-    np.bitwise_xor(a[0], m, out=a[0])
-    last = U64(8 << 56)
-    np.bitwise_xor(b[1], last, out=b[1])
-    sipround()
-    np.bitwise_xor(a[0], last, out=a[0])
-    np.bitwise_xor(a[1], U64(0xFF), out=a[1])
-    for _ in range(3):
-        sipround()
-    np.bitwise_xor(a[0], a[1], out=half)
-    np.bitwise_xor(half, b[0], out=half)
-    np.bitwise_xor(half, b[1], out=half)
-    return half
-
-
 IDIOM_PERIOD = 12
 IDIOM_SHARE = 0.85
 
@@ -284,25 +206,6 @@ def _cjk_table() -> npt.NDArray[np.bool_]:
 _CJK_BMP = _cjk_table()
 
 
-def _weights(cps: npt.NDArray[np.uint32], cjk_weight: int) -> IntArray:
-    """Per-character weight: CJK (kanji, kana, Hangul, CJK extensions) weigh `cjk_weight`."""
-    cjk = _CJK_BMP[cps & 0xFFFF] & (cps < 0x10000)
-    if cps.shape[0] and int(cps.max()) >= 0x20000:
-        cjk |= (cps >= 0x20000) & (cps < 0x31350)
-    return np.where(cjk, cjk_weight, 1).astype(np.int64)
-
-
-def _sliding_min(x: UInt64Array, w: int) -> UInt64Array:
-    """Minimum of every window of `w` values, by doubling: O(n log w) in a few numpy calls."""
-    span, current = 1, x
-    while span * 2 <= w:
-        current = np.minimum(current[:-span], current[span:])
-        span *= 2
-    if span == w:
-        return current
-    return np.minimum(current[: x.shape[0] - w + 1], current[w - span : x.shape[0] - span + 1])
-
-
 class _Channel:
     """The keys and cached powers of one fingerprint channel."""
 
@@ -313,7 +216,7 @@ class _Channel:
         self.base = words[1] | 1
         self.base_inv = pow(self.base, -1, 1 << 64)
         self.select_key = U64(words[2])
-        self.sip_k0, self.sip_k1 = words[3], words[4]
+        self.sip_k0, self.sip_k1 = U64(words[3]), U64(words[4])
         self.tag = U64(channel << _CHANNEL_SHIFT)
         self._powers = np.ones(1, np.uint64)
         self._inverse_powers = np.ones(1, np.uint64)
@@ -329,120 +232,36 @@ class _Channel:
                 setattr(self, attr, arr)
         return self._powers[: n + 1], self._inverse_powers[: n + 1]
 
-    def symbol_values(self, symbols: npt.NDArray[np.unsignedinteger]) -> UInt64Array:
-        """Keyed value of each symbol (code point or token), from a table for the BMP."""
-        if self._bmp is None:
-            self._bmp = _mix(np.arange(0x10000, dtype=np.uint64) ^ self.char_key)
-        if symbols.dtype.itemsize <= 2 or (symbols.shape[0] and int(symbols.max()) < 0x10000):
-            return self._bmp.take(symbols)
-        return _mix(symbols.astype(np.uint64) ^ self.char_key)
-
     def store(self, raw: UInt64Array) -> UInt64Array:
         """The stored form of gram hashes: keyed PRF output tagged with the channel."""
-        stored = _siphash13(self.sip_k0, self.sip_k1, raw)
+        stored = kernels.siphash13(self.sip_k0, self.sip_k1, raw)
         np.bitwise_and(stored, _VALUE_MASK, out=stored)
         np.bitwise_or(stored, self.tag, out=stored)
         return stored
 
-    def grams(self, symbols: npt.NDArray[np.unsignedinteger], weights: IntArray | None,
-              gram_weight: int) -> tuple[UInt64Array, IntArray | None]:
-        """Hash of the gram starting at each position, and where it ends (exclusive).
+    def grams(self, symbols: npt.NDArray[np.unsignedinteger], gram_weight: int,
+              cjk_weight: int = 1) -> tuple[UInt64Array, IntArray]:
+        """Hash of the gram starting at each position, and where it ends (exclusive): `kernels.gram_hashes`.
 
-        With no weights every gram is `gram_weight` symbols long and the ends
-        are returned as None (gram i ends at ``i + gram_weight``): the hashes
-        are then differences of two slices of the prefix sums, not of two
-        gathers.
+        With `cjk_weight` 1 every symbol weighs 1 and a gram is `gram_weight`
+        symbols long.
         """
-        n = symbols.shape[0]
-        ends: IntArray | None = None
-        if weights is None:
-            m = max(0, n - gram_weight + 1)
-        else:
-            cum = np.zeros(n + 1, np.int64)
-            np.cumsum(weights, out=cum[1:])
-            if int(weights.max(initial=1)) <= 2:
-                # Cumulative weight grows by 1 or 2: a direct table "first position reaching weight v".
-                reach = np.empty(int(cum[-1]) + 1, np.int64)
-                reach[cum[1:] - 1] = np.arange(1, n + 1)
-                reach[cum] = np.arange(n + 1)
-                targets = cum[:n] + gram_weight
-                ends = reach[targets[targets <= cum[-1]]]
-            else:
-                ends = np.searchsorted(cum, cum[:n] + gram_weight, side="left").astype(np.int64)
-                ends = ends[ends <= n]
-            m = ends.shape[0]
-        if m == 0:
-            return np.empty(0, np.uint64), np.empty(0, np.int64)
-        powers, inverse = self.powers(n)
-        values = self.symbol_values(symbols)
-        np.multiply(values, powers[:n], out=values)
-        prefix = np.empty(n + 1, np.uint64)
-        prefix[0] = 0
-        np.cumsum(values, out=prefix[1:])
-        if ends is None:
-            hashes = np.subtract(prefix[gram_weight:], prefix[:m])
-        else:
-            hashes = np.take(prefix, ends)
-            np.subtract(hashes, prefix[:m], out=hashes)
-        np.multiply(hashes, inverse[:m], out=hashes)
-        return hashes, ends
+        if self._bmp is None:
+            self._bmp = _mix(np.arange(0x10000, dtype=np.uint64) ^ self.char_key)
+        powers, inverse = self.powers(symbols.shape[0])
+        cjk = _CJK_BMP if cjk_weight != 1 else _NONE_BARRED
+        return kernels.gram_hashes(symbols, self.char_key, self._bmp, powers, inverse, gram_weight, cjk, cjk_weight)
 
     def winnow(self, hashes: UInt64Array, window: int, barred: npt.NDArray[np.bool_] | None = None) -> IntArray:
-        """Positions of the grams kept by robust winnowing.
+        """Positions of the grams kept by robust winnowing (`kernels.winnow`).
 
-        `barred` grams (code idioms) are never kept: they get the largest key,
-        so a window keeps one of its other grams; a window of barred grams
-        only keeps nothing.
+        `barred` grams (code idioms) are never kept: a window keeps one of
+        its other grams; a window of barred grams only keeps nothing.
         """
-        m = hashes.shape[0]
-        if m == 0:
-            return np.empty(0, np.int64)
-        keys = np.bitwise_xor(hashes, self.select_key)
-        _mix_inplace(keys)
-        np.bitwise_and(keys, _HIGH_MASK, out=keys)
-        np.bitwise_or(keys, _low_positions(m), out=keys)
-        if barred is not None and barred.any():
-            keys[barred] |= _HIGH_MASK
-            chosen = self._winnow_keys(keys, window)
-            return chosen[~barred[chosen]]
-        return self._winnow_keys(keys, window)
-
-    @staticmethod
-    def _winnow_keys(keys: UInt64Array, window: int) -> IntArray:
-        m = keys.shape[0]
-        if m <= window:
-            return np.array([int(np.argmin(keys))], dtype=np.int64)
-        mins = _sliding_min(keys, window)
-        if m <= _POSITIONS:
-            # Every position fits in the low bits, which hold POS_MASK - position: flip them back.
-            np.bitwise_and(mins, _POS_MASK, out=mins)
-            np.bitwise_xor(mins, _POS_MASK, out=mins)
-            chosen = mins.view(np.int64)
-        else:
-            starts = np.arange(mins.shape[0], dtype=np.uint64)
-            low = _POS_MASK - (mins & _POS_MASK)
-            chosen = (starts + ((low - starts) & _POS_MASK)).astype(np.int64)
-        keep = np.empty(chosen.shape[0], bool)
-        keep[0] = True
-        np.not_equal(chosen[1:], chosen[:-1], out=keep[1:])
-        return chosen[keep]
+        return kernels.winnow(hashes, self.select_key, window, _NONE_BARRED if barred is None else barred)
 
 
-_POSITIONS = 1 << _POS_BITS
-_low_cache = [np.empty(0, np.uint64)]
-
-
-def _low_positions(m: int) -> UInt64Array:
-    """The low bits of the selection keys of positions 0..m-1: ``POS_MASK - position`` (ties go right).
-
-    Cached up to the longest text seen (at most `_POSITIONS` entries, 8 MB).
-    """
-    if m > _POSITIONS:
-        return _POS_MASK - (np.arange(m, dtype=np.uint64) & _POS_MASK)
-    if _low_cache[0].shape[0] < m:
-        size = min(_POSITIONS, max(m, 2 * _low_cache[0].shape[0], 1 << 15))
-        _low_cache[0] = _POS_MASK - np.arange(size, dtype=np.uint64)
-    return _low_cache[0][:m]
+_NONE_BARRED = np.zeros(0, bool)
 
 
 class Fingerprinter:
@@ -464,28 +283,27 @@ class Fingerprinter:
     # -- text -------------------------------------------------------------
     def text(self, normalized: str, *, every_gram: bool = False) -> Fingerprints:
         """Fingerprints of normalized text; `every_gram` skips winnowing (exclusions, background)."""
-        weights = None
         symbols: npt.NDArray[np.unsignedinteger]
+        cjk_weight = 1
         if normalized.isascii():  # one byte per character, and every character weighs 1
             symbols = np.frombuffer(normalized.encode("ascii"), np.uint8)
         else:
             symbols = code_points(normalized)
-            if self.text_params.cjk_weight != 1:
-                weights = _weights(symbols, self.text_params.cjk_weight)
-        hashes, ends = self._text.grams(symbols, weights, self.text_params.gram_weight)
-        return self._select(self._text, hashes, ends, self.text_params.gram_weight, self.text_params.window,
+            cjk_weight = self.text_params.cjk_weight
+        hashes, ends = self._text.grams(symbols, self.text_params.gram_weight, cjk_weight)
+        return self._select(self._text, hashes, ends, self.text_params.window,
                             every_gram, None, None)
 
     # -- code -------------------------------------------------------------
     def code(self, source: str, *, every_gram: bool = False) -> Fingerprints:
         """Fingerprints of the canonical token stream of `source`; spans are offsets in `source`."""
         symbols, tok_starts, tok_ends = self._tokens(source)
-        hashes, ends = self._code.grams(symbols, None, self.code_params.gram_weight)
+        hashes, ends = self._code.grams(symbols, self.code_params.gram_weight)
         barred = _repetitive(symbols, self.code_params.gram_weight) if hashes.shape[0] else None
-        return self._select(self._code, hashes, ends, self.code_params.gram_weight, self.code_params.window,
+        return self._select(self._code, hashes, ends, self.code_params.window,
                             every_gram, tok_starts, tok_ends, barred)
 
-    def _select(self, channel: _Channel, hashes: UInt64Array, ends: IntArray | None, gram_weight: int, window: int,
+    def _select(self, channel: _Channel, hashes: UInt64Array, ends: IntArray, window: int,
                 every_gram: bool, tok_starts: IntArray | None, tok_ends: IntArray | None,
                 barred: npt.NDArray[np.bool_] | None = None) -> Fingerprints:
         if hashes.shape[0] == 0:
@@ -499,7 +317,7 @@ class Fingerprinter:
         if chosen.shape[0] == 0:
             return Fingerprints.empty()
         starts = chosen
-        gram_ends = chosen + gram_weight if ends is None else ends[chosen]
+        gram_ends = ends[chosen]
         if tok_starts is not None and tok_ends is not None:
             starts, gram_ends = tok_starts[starts], tok_ends[gram_ends - 1]
         return Fingerprints(channel.store(hashes[chosen]), starts.astype(np.int64), gram_ends.astype(np.int64))

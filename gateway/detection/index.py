@@ -41,6 +41,8 @@ from typing import overload
 import numpy as np
 import numpy.typing as npt
 
+from gateway.detection import kernels
+
 # NumPy asks the kernel for transparent huge pages on every array of 4 MB or more. With the kernel's
 # usual `defrag=madvise`, each first touch of such an array may compact memory before it is served:
 # measured here (`bench/detection_scan.py`), 36-42% of registering 100 MB went to the kernel, and
@@ -85,6 +87,7 @@ UInt64Array = npt.NDArray[np.uint64]
 UInt32Array = npt.NDArray[np.uint32]
 IntArray = npt.NDArray[np.int64]
 
+_EVERY_SLOT = np.zeros(0, bool)  # `kernels.merge`'s "no dead slots"
 _BUCKET = 1.5  # a bucket holds 1.5 to 3 entries on average (a uint32 each: 1.3 to 2.7 bytes per entry)
 _MERGE_RATIO = 4
 
@@ -166,28 +169,13 @@ class _Segment:
         if indexed:
             self.build_directory()
 
-    def build_directory(self, scratch: IntArray | None = None) -> None:
-        """Count the keys under each prefix (once; a segment merged again at once never needs it).
-
-        `scratch`, an int64 array at least as long as the segment, receives
-        the prefixes instead of a new array.
-        """
+    def build_directory(self) -> None:
+        """Find where each prefix's keys start (once; a segment merged again at once never needs it)."""
         if self.directory is not None:
             return
-        n = self.keys.shape[0]
-        bits = 64 - int(self.shift)
-        directory = np.zeros((1 << bits) + 1, np.uint32)
-        if bits:
-            # Sorted keys have sorted prefixes, so counting them is one sequential pass; the prefixes are
-            # below 2**63 and can be read as int64 in place (a cast would copy and check every value).
-            out = scratch[:n].view(np.uint64) if scratch is not None and scratch.shape[0] >= n else None
-            prefixes = np.right_shift(self.keys, self.shift, out=out).view(np.int64)
-            np.cumsum(np.bincount(prefixes, minlength=1 << bits), out=directory[1:])
-        else:
-            directory[1] = n
-        self.directory = directory
+        self.directory = kernels.bucket_starts(self.keys, 64 - int(self.shift))
         if self.keys.nbytes >= _HUGE_BYTES:
-            for array in (self.keys, self.slots, directory):
+            for array in (self.keys, self.slots, self.directory):
                 _collapse(array)
 
     def __len__(self) -> int:
@@ -285,15 +273,14 @@ class FingerprintIndex:
         """Merge the newest segments while the last is at least 1/`_MERGE_RATIO` of the one before.
 
         The run of merges is planned from the segment sizes and done as one
-        sort of all the segments it takes in, rather than one merge after
+        merge of all the segments it takes in, rather than one merge after
         another that moves the same entries again. The plan is exact unless a
         merge drops entries (dead ones, or keys that become common, which the
-        single sort tells): then the merges are done one by one, as the
-        sizes they leave decide. Only the segment left at the end gets a
-        directory: the ones merged again at once are never looked up.
+        merge tells): then the merges are done one by one, as the sizes they
+        leave decide. Only the segment left at the end gets a directory: the
+        ones merged again at once are never looked up.
         """
         segs = self._segments
-        scratch = None
         if not self._dead_entries:
             size, taken = len(segs[-1]), 1
             while taken < len(segs) and size * _MERGE_RATIO >= len(segs[-1 - taken]):
@@ -303,15 +290,14 @@ class FingerprintIndex:
                 planned = self._merge(segs[-taken:], tentative=True)
                 if planned is not None:
                     del segs[-taken:]
-                    segs.append(planned[0])
-                    segs[-1].build_directory(planned[1])
+                    segs.append(planned)
+                    segs[-1].build_directory()
                     return
         while len(segs) >= 2 and len(segs[-1]) * _MERGE_RATIO >= len(segs[-2]):
             b, a = segs.pop(), segs.pop()
-            merged, scratch = self._merge([a, b])
-            segs.append(merged)
+            segs.append(self._merge([a, b]))
         if segs:
-            segs[-1].build_directory(scratch)
+            segs[-1].build_directory()
 
     @property
     def common_keys(self) -> int:
@@ -319,36 +305,33 @@ class FingerprintIndex:
         return int(self._common.shape[0])
 
     @overload
-    def _merge(self, parts: list[_Segment]) -> tuple[_Segment, IntArray]: ...
+    def _merge(self, parts: list[_Segment]) -> _Segment: ...
 
     @overload
-    def _merge(self, parts: list[_Segment], tentative: bool) -> tuple[_Segment, IntArray] | None: ...
+    def _merge(self, parts: list[_Segment], tentative: bool) -> _Segment | None: ...
 
-    def _merge(self, parts: list[_Segment], tentative: bool = False) -> tuple[_Segment, IntArray] | None:
-        """One segment (without its directory) of the parts' live entries, and a free int64 scratch array.
+    def _merge(self, parts: list[_Segment], tentative: bool = False) -> _Segment | None:
+        """One segment (without its directory) of the parts' live entries.
 
-        A stable sort of the concatenation keeps equal keys in the parts'
-        order; numpy's stable sort finds the parts' sorted runs and merges
-        them. `tentative`: give up (None) if some key turns out to be common.
+        Two runs at a time from the newest (the smallest: sizes grow
+        geometrically), equal keys in the parts' order (`kernels.merge`).
+        `tentative`: give up (None) if some key turns out to be common.
         """
-        keys = np.concatenate([p.keys for p in parts])
-        slots = np.concatenate([p.slots for p in parts])
-        order = np.argsort(keys, kind="stable")
-        keys, slots = keys.take(order), slots.take(order)
-        if self._dead_entries:
-            live = self._alive[slots]
-            keys, slots = keys[live], slots[live]
-        if keys.shape[0] > self.max_postings:
+        alive = self._alive if self._dead_entries else _EVERY_SLOT
+        keys, slots = parts[-1].keys, parts[-1].slots
+        if len(parts) == 1:  # compaction of one segment: drop its dead entries
+            keys, slots, crowded = kernels.merge(keys, slots, keys[:0], slots[:0], alive, self.max_postings)
+        for part in reversed(parts[:-1]):
+            keys, slots, crowded = kernels.merge(part.keys, part.slots, keys, slots, alive, self.max_postings)
+        if crowded:
+            if tentative:
+                return None
             # A key in more than max_postings entries spans that many positions in sorted order.
-            crowded = keys[self.max_postings :] == keys[: -self.max_postings]
-            if crowded.any():
-                if tentative:
-                    return None
-                common = np.unique(keys[self.max_postings :][crowded])
-                self._common = np.union1d(self._common, common)
-                keep = ~_member(keys, common)
-                keys, slots = keys[keep], slots[keep]
-        return _Segment(keys, slots, ordered=True, indexed=False), order
+            common = np.unique(keys[self.max_postings :][keys[self.max_postings :] == keys[: -self.max_postings]])
+            self._common = np.union1d(self._common, common)
+            keep = ~_member(keys, common)
+            keys, slots = keys[keep], slots[keep]
+        return _Segment(keys, slots, ordered=True, indexed=False)
 
     def remove(self, slot: int) -> None:
         """Forget an item: its entries stop matching at once and are dropped at the next compaction."""
@@ -361,8 +344,8 @@ class FingerprintIndex:
     def compact(self) -> None:
         """Merge all segments into one and drop dead entries (after a bulk load or many removals)."""
         if self._segments:
-            merged, scratch = self._merge(self._segments)
-            merged.build_directory(scratch)
+            merged = self._merge(self._segments)
+            merged.build_directory()
             self._segments = [merged] if len(merged) else []
         self._dead_entries = 0
 

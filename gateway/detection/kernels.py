@@ -1,0 +1,262 @@
+"""The inner loops of detection, compiled with Numba.
+
+Why compiled: NumPy runs one pass over its arrays per call, so a step made
+of ninety calls (SipHash, vectorised) pays ninety call overheads on a few
+thousand values, and a merge done as concatenate, argsort and take writes
+three times the memory it keeps. As plain loops each runs in one pass.
+
+Index lookups stay in NumPy (`index.py`): its gathers are tight loops that
+keep many cache misses in flight, which a compiled loop that also compares
+and branches was measured not to beat.
+
+Every function here is a pure function of its arrays (no text, no keys kept),
+releases the GIL, and is cached on disk after its first compilation
+(``NUMBA_CACHE_DIR`` moves the cache where the package directory is read-only).
+`warm` compiles (or loads) them all, so a gateway pays that before it
+reports ready, not on a user's first request.
+
+All arithmetic is on ``uint64`` and wraps modulo 2**64, as in the NumPy
+definitions these replace (`tests/detection/test_kernels.py` restates each one
+in plain Python and compares).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["bucket_starts", "gram_hashes", "merge", "siphash13", "warm", "winnow"]
+
+_jit = numba.njit(cache=True, nogil=True, boundscheck=False)
+
+U64 = np.uint64
+
+
+_HIGH_MASK = U64(((1 << 64) - 1) ^ ((1 << 20) - 1))  # selection key bits above the position bits
+_POS_MASK = U64((1 << 20) - 1)
+
+
+@_jit
+def _rotl(x: np.uint64, bits: int) -> np.uint64:
+    return (x << U64(bits)) | (x >> U64(64 - bits))
+
+
+@_jit
+def siphash13(k0: np.uint64, k1: np.uint64, words: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+    """SipHash-1-3 (the variant CPython uses for str hashing) of each 64-bit word, as an 8-byte message."""
+    out = np.empty(words.shape[0], np.uint64)
+    last = U64(8 << 56)
+    for i in range(words.shape[0]):
+        m = words[i]
+        v0 = k0 ^ U64(0x736F6D6570736575)
+        v1 = k1 ^ U64(0x646F72616E646F6D)
+        v2 = k0 ^ U64(0x6C7967656E657261)
+        v3 = k1 ^ U64(0x7465646279746573)
+        for block in range(2):
+            b = m if block == 0 else last
+            v3 ^= b
+            v0 += v1; v1 = _rotl(v1, 13) ^ v0; v0 = _rotl(v0, 32)  # noqa: E702
+            v2 += v3; v3 = _rotl(v3, 16) ^ v2  # noqa: E702
+            v0 += v3; v3 = _rotl(v3, 21) ^ v0  # noqa: E702
+            v2 += v1; v1 = _rotl(v1, 17) ^ v2; v2 = _rotl(v2, 32)  # noqa: E702
+            v0 ^= b
+        v2 ^= U64(0xFF)
+        for _ in range(3):
+            v0 += v1; v1 = _rotl(v1, 13) ^ v0; v0 = _rotl(v0, 32)  # noqa: E702
+            v2 += v3; v3 = _rotl(v3, 16) ^ v2  # noqa: E702
+            v0 += v3; v3 = _rotl(v3, 21) ^ v0  # noqa: E702
+            v2 += v1; v1 = _rotl(v1, 17) ^ v2; v2 = _rotl(v2, 32)  # noqa: E702
+        out[i] = v0 ^ v1 ^ v2 ^ v3
+    return out
+
+
+@_jit
+def _mix(x: np.uint64) -> np.uint64:
+    """splitmix64's finalizer."""
+    x ^= x >> U64(30)
+    x *= U64(0xBF58476D1CE4E5B9)
+    x ^= x >> U64(27)
+    x *= U64(0x94D049BB133111EB)
+    return x ^ (x >> U64(31))
+
+
+@_jit
+def winnow(hashes: npt.NDArray[np.uint64], select_key: np.uint64, window: int,
+           barred: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
+    """Positions of the grams robust winnowing keeps, in order.
+
+    Each gram's selection key is its keyed mix with the low 20 bits replaced
+    by ``POS_MASK - position`` (so ties go to the rightmost gram); every
+    window of `window` grams keeps the one with the smallest key, and a gram
+    kept by consecutive windows is listed once. `barred` grams (code idioms;
+    an empty array means none) get the largest high bits and are never
+    listed, even when a window holds nothing else. Texts of fewer than
+    `window` grams keep their one smallest.
+    """
+    m = hashes.shape[0]
+    any_barred = barred.shape[0] == m
+    keys = np.empty(m, np.uint64)
+    for i in range(m):
+        key = (_mix(hashes[i] ^ select_key) & _HIGH_MASK) | (_POS_MASK - (U64(i) & _POS_MASK))
+        if any_barred and barred[i]:
+            key |= _HIGH_MASK
+        keys[i] = key
+    chosen = np.empty(max(m, 1), np.int64)
+    count = 0
+    if m == 0:
+        return chosen[:0]
+    if m <= window:
+        best = 0
+        for i in range(1, m):
+            if keys[i] < keys[best]:
+                best = i
+        chosen[0] = best
+        count = 1
+    else:
+        best = -1
+        for start in range(m - window + 1):
+            if best < start:  # the previous minimum left the window: search it again
+                best = start
+                for i in range(start + 1, start + window):
+                    if keys[i] < keys[best]:
+                        best = i
+            elif keys[start + window - 1] < keys[best]:  # only the new gram can beat it
+                best = start + window - 1
+            if count == 0 or chosen[count - 1] != best:
+                chosen[count] = best
+                count += 1
+    if any_barred:
+        kept = 0
+        for i in range(count):
+            if not barred[chosen[i]]:
+                chosen[kept] = chosen[i]
+                kept += 1
+        count = kept
+    return chosen[:count].copy()
+
+
+@_jit
+def merge(a_keys: npt.NDArray[np.uint64], a_slots: npt.NDArray[np.uint32], b_keys: npt.NDArray[np.uint64],
+          b_slots: npt.NDArray[np.uint32], alive: npt.NDArray[np.bool_],
+          max_postings: int) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint32], bool]:
+    """Merge two sorted (key, slot) runs into one, `a` first among equal keys, dropping dead slots.
+
+    `alive` empty means every slot is alive. The flag says whether some key
+    is held by more than `max_postings` entries (the caller then moves it to
+    the common set).
+    """
+    na, nb = a_keys.shape[0], b_keys.shape[0]
+    check = alive.shape[0] > 0
+    keys = np.empty(na + nb, np.uint64)
+    slots = np.empty(na + nb, np.uint32)
+    i = j = n = 0
+    run = 0
+    crowded = False
+    while i < na or j < nb:
+        if j >= nb or (i < na and a_keys[i] <= b_keys[j]):
+            key, slot = a_keys[i], a_slots[i]
+            i += 1
+        else:
+            key, slot = b_keys[j], b_slots[j]
+            j += 1
+        if check and not alive[slot]:
+            continue
+        run = run + 1 if n and keys[n - 1] == key else 1
+        if run > max_postings:
+            crowded = True
+        keys[n] = key
+        slots[n] = slot
+        n += 1
+    if n < na + nb:
+        return keys[:n].copy(), slots[:n].copy(), crowded
+    return keys, slots, crowded
+
+
+@_jit
+def bucket_starts(keys: npt.NDArray[np.uint64], bits: int) -> npt.NDArray[np.uint32]:
+    """Where the keys with each value of their top `bits` bits start in sorted `keys` (plus the end)."""
+    buckets = 1 << bits
+    directory = np.zeros(buckets + 1, np.uint32)
+    n = keys.shape[0]
+    if bits == 0:
+        directory[1] = n
+        return directory
+    shift = U64(64 - bits)
+    bucket = 0
+    for i in range(n):
+        b = np.int64(keys[i] >> shift)
+        while bucket < b:
+            bucket += 1
+            directory[bucket] = i
+    while bucket < buckets:
+        bucket += 1
+        directory[bucket] = n
+    return directory
+
+
+@_jit
+def gram_hashes(symbols: npt.NDArray[np.unsignedinteger], char_key: np.uint64, bmp: npt.NDArray[np.uint64],
+                powers: npt.NDArray[np.uint64], inverse: npt.NDArray[np.uint64], gram_weight: int,
+                cjk: npt.NDArray[np.bool_], cjk_weight: int) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64]]:
+    """Polynomial hash of the gram starting at each position, and where each gram ends (exclusive).
+
+    A symbol's keyed value is ``mix(symbol ^ char_key)`` (`bmp` holds it for
+    symbols below 0x10000). The hash of symbols ``i..e-1`` is
+    ``sum(value[j] * base**(j - i))``, from prefix sums times the inverse
+    power of `i`. A gram is the shortest run whose weight reaches
+    `gram_weight`; with `cjk` empty every symbol weighs 1, else CJK code
+    points (`cjk` for the BMP, the ideograph planes above) weigh `cjk_weight`.
+    """
+    n = symbols.shape[0]
+    prefix = np.empty(n + 1, np.uint64)
+    prefix[0] = 0
+    acc = U64(0)
+    for j in range(n):
+        s = U64(symbols[j])
+        value = bmp[s] if s < U64(0x10000) else _mix(s ^ char_key)
+        acc += value * powers[j]
+        prefix[j + 1] = acc
+    if cjk.shape[0] == 0:
+        m = max(0, n - gram_weight + 1)
+        hashes = np.empty(m, np.uint64)
+        ends = np.empty(m, np.int64)
+        for i in range(m):
+            hashes[i] = (prefix[i + gram_weight] - prefix[i]) * inverse[i]
+            ends[i] = i + gram_weight
+        return hashes, ends
+    hashes = np.empty(n, np.uint64)
+    ends = np.empty(n, np.int64)
+    end = 0
+    weight = 0  # of symbols i..end-1
+    m = 0
+    for i in range(n):
+        while end < n and weight < gram_weight:
+            s = np.int64(symbols[end])
+            heavy = cjk[s] if s < 0x10000 else (0x20000 <= s < 0x31350)
+            weight += cjk_weight if heavy else 1
+            end += 1
+        if weight < gram_weight:
+            break
+        hashes[i] = (prefix[end] - prefix[i]) * inverse[i]
+        ends[i] = end
+        m += 1
+        s = np.int64(symbols[i])
+        heavy = cjk[s] if s < 0x10000 else (0x20000 <= s < 0x31350)
+        weight -= cjk_weight if heavy else 1
+    return hashes[:m].copy(), ends[:m].copy()
+
+
+def warm() -> None:
+    """Compile (or load from the cache) every kernel for the types the detection engine uses."""
+    words = np.arange(8, dtype=np.uint64)
+    siphash13(U64(1), U64(2), words)
+    winnow(words, U64(3), 4, np.zeros(0, np.bool_))
+    winnow(words, U64(3), 4, np.zeros(8, np.bool_))
+    slots = np.zeros(8, np.uint32)
+    merge(words, slots, words, slots, np.zeros(0, np.bool_), 64)
+    bucket_starts(words, 2)
+    table, cjk = np.zeros(0x10000, np.uint64), np.zeros(0x10000, np.bool_)
+    for symbols in (words.astype(np.uint8), words.astype(np.uint32), words):
+        gram_hashes(symbols, U64(1), table, words, words, 2, cjk[:0], 1)
+        gram_hashes(symbols, U64(1), table, words, words, 2, cjk, 2)
