@@ -279,6 +279,7 @@ class Fingerprinter:
         self._text = _Channel(secret, "text", CHANNEL_TEXT)
         self._code = _Channel(secret, "code", CHANNEL_CODE)
         self._token_key = _Channel(secret, "token", CHANNEL_CODE)
+        kernels.warm()  # compiled or loaded once per process, before the first request rather than during it
 
     # -- text -------------------------------------------------------------
     def text(self, normalized: str, *, every_gram: bool = False) -> Fingerprints:

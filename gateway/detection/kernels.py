@@ -28,7 +28,15 @@ import numpy.typing as npt
 
 __all__ = ["bucket_starts", "gram_hashes", "merge", "siphash13", "warm", "winnow"]
 
-_jit = numba.njit(cache=True, nogil=True, boundscheck=False)
+
+
+def _jit(function):  # type: ignore[no-untyped-def]
+    """Compiled, GIL released, cached on disk; compiled in memory at each start where no cache directory is writable."""
+    try:
+        return numba.njit(cache=True, nogil=True, boundscheck=False)(function)
+    except RuntimeError:  # numba found no writable cache directory (read-only package and home)
+        return numba.njit(nogil=True, boundscheck=False)(function)
+
 
 U64 = np.uint64
 
