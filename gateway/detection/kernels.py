@@ -204,6 +204,14 @@ def bucket_starts(keys: npt.NDArray[np.uint64], bits: int) -> npt.NDArray[np.uin
 
 
 @_jit
+def _heavy(symbol: np.uint64, cjk: npt.NDArray[np.bool_]) -> bool:
+    """A CJK code point: `cjk` says for the BMP; the ideograph planes 2 and 3 above it."""
+    if symbol < U64(0x10000):
+        return cjk[np.int64(symbol)]
+    return U64(0x20000) <= symbol < U64(0x31350)
+
+
+@_jit
 def gram_hashes(symbols: npt.NDArray[np.unsignedinteger], char_key: np.uint64, bmp: npt.NDArray[np.uint64],
                 powers: npt.NDArray[np.uint64], inverse: npt.NDArray[np.uint64], gram_weight: int,
                 cjk: npt.NDArray[np.bool_], cjk_weight: int) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64]]:
@@ -240,18 +248,14 @@ def gram_hashes(symbols: npt.NDArray[np.unsignedinteger], char_key: np.uint64, b
     m = 0
     for i in range(n):
         while end < n and weight < gram_weight:
-            s = np.int64(symbols[end])
-            heavy = cjk[s] if s < 0x10000 else (0x20000 <= s < 0x31350)
-            weight += cjk_weight if heavy else 1
+            weight += cjk_weight if _heavy(U64(symbols[end]), cjk) else 1
             end += 1
         if weight < gram_weight:
             break
         hashes[i] = (prefix[end] - prefix[i]) * inverse[i]
         ends[i] = end
         m += 1
-        s = np.int64(symbols[i])
-        heavy = cjk[s] if s < 0x10000 else (0x20000 <= s < 0x31350)
-        weight -= cjk_weight if heavy else 1
+        weight -= cjk_weight if _heavy(U64(symbols[i]), cjk) else 1
     return hashes[:m].copy(), ends[:m].copy()
 
 
