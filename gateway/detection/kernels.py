@@ -1,17 +1,19 @@
 """The inner loops of detection, compiled with Numba.
 
 Why compiled: NumPy runs one pass over its arrays per call, so a step made
-of ninety calls (SipHash, vectorised) pays ninety call overheads on a few
-thousand values, and a merge done as concatenate, argsort and take writes
-three times the memory it keeps. As plain loops each runs in one pass.
+of ninety calls (SipHash written as array operations) pays ninety call
+overheads on a few thousand values, and a merge done as concatenate, argsort
+and take writes three times the memory it keeps. As plain loops each runs in
+one pass.
 
 Index lookups stay in NumPy (`index.py`): its gathers are tight loops that
 keep many cache misses in flight, which a compiled loop that also compares
 and branches was measured not to beat.
 
 Every function here is a pure function of its arrays (no text, no keys kept),
-releases the GIL, and is cached on disk after its first compilation
-(``NUMBA_CACHE_DIR`` moves the cache where the package directory is read-only).
+releases the GIL, and is cached on disk after its first compilation (beside
+this module, else in the user's cache directory or ``NUMBA_CACHE_DIR``; where
+none is writable it is compiled in memory at each start, about 3 s).
 `warm` compiles (or loads) them all, so a gateway pays that before it
 reports ready, not on a user's first request.
 
@@ -122,18 +124,18 @@ def winnow(hashes: npt.NDArray[np.uint64], select_key: np.uint64, window: int,
         chosen[0] = best
         count = 1
     else:
-        best = -1
+        # Branch-free: the smallest key of each window names its own position in its low bits (positions
+        # within a window differ there, even past 2**20), so each step is minimums and one store.
+        chosen[0] = -1
         for start in range(m - window + 1):
-            if best < start:  # the previous minimum left the window: search it again
-                best = start
-                for i in range(start + 1, start + window):
-                    if keys[i] < keys[best]:
-                        best = i
-            elif keys[start + window - 1] < keys[best]:  # only the new gram can beat it
-                best = start + window - 1
-            if count == 0 or chosen[count - 1] != best:
-                chosen[count] = best
-                count += 1
+            smallest = keys[start]
+            for i in range(start + 1, start + window):
+                smallest = min(smallest, keys[i])
+            low = _POS_MASK - (smallest & _POS_MASK)
+            best = start + np.int64((low - U64(start)) & _POS_MASK)
+            previous = chosen[count - 1] if count else -1
+            chosen[count] = best
+            count += best != previous
     if any_barred:
         kept = 0
         for i in range(count):
@@ -269,6 +271,9 @@ def warm() -> None:
     merge(words, slots, words, slots, np.zeros(0, np.bool_), 64)
     bucket_starts(words, 2)
     table, cjk = np.zeros(0x10000, np.uint64), np.zeros(0x10000, np.bool_)
-    for symbols in (words.astype(np.uint8), words.astype(np.uint32), words):
+    # Text symbols come read-only from `np.frombuffer`, a type of their own for numba.
+    samples = (np.frombuffer(bytes(8), np.uint8), np.frombuffer(bytes(32), np.uint32),
+               words.astype(np.uint8), words.astype(np.uint32), words)
+    for symbols in samples:
         gram_hashes(symbols, U64(1), table, words, words, 2, cjk[:0], 1)
         gram_hashes(symbols, U64(1), table, words, words, 2, cjk, 2)
