@@ -12,8 +12,8 @@ Design (Schleimer, Wilkerson, Aiken, "Winnowing", SIGMOD 2003):
    with: no per-document language decision can disagree between registration
    and scan.
 2. Each gram gets a 64-bit polynomial hash mod 2**64 over keyed per-character
-   values, computed for all positions at once from prefix sums (numpy, no
-   per-character Python).
+   values, computed for all positions at once from prefix sums (steps 2-4
+   run as compiled loops: `gateway.detection.kernels`).
 3. In every window of ``window`` consecutive grams the gram with the smallest
    keyed *selection* value is kept (rightmost on ties); consecutive windows
    usually keep the same gram, so about 2/(window+1) of the positions survive.
