@@ -14,6 +14,16 @@ fingerprint should cost at most 16 bytes.
   numpy calls. A lookup's numpy work grows with the entries it compares:
   buckets of 2 to 4 entries cost about a quarter more per lookup for 0.8
   bytes per entry less, buckets of 1 to 2 up to 16 bytes per entry.
+  Once the index outgrows the caches (1 GB of text, 250 million entries),
+  the directory read and the bucket read each miss; measured against that
+  (6,400 queries, 250K and 250M entries) and not kept: the same search as a
+  compiled loop (Numba), with or without a first pass that fetches each
+  bucket's line, was 1.2-2x slower at 250K and no faster at 250M, its
+  compare-and-branch loop keeping fewer misses in flight than NumPy's
+  gathers; an interpolated search from a directory of one entry per 32 keys
+  (17 MB at 250M, cacheable) was no faster; a table of 8-key rows placed by
+  the key's top bits (one read per query, 15 bytes per entry) lost to its
+  own scan loop at both sizes. Sorting the queries first did not help.
 * Adding an item appends a small segment; segments of similar size are merged
   (an LSM-style cascade with ratio 4), so there are O(log n) segments and
   registration stays amortised O(log n) per fingerprint. `compact` merges
