@@ -18,9 +18,9 @@ fingerprint should cost at most 16 bytes.
   the directory read and the bucket read each miss; measured against that
   (6,400 queries, 250K and 250M entries) and not kept: the same search as a
   compiled loop (Numba), with or without a first pass that fetches each
-  bucket's line, was 1.2-2x slower at 250K and no faster at 250M, its
-  compare-and-branch loop keeping fewer misses in flight than NumPy's
-  gathers; an interpolated search from a directory of one entry per 32 keys
+  bucket's line, was at best a third faster at 250K and 15-45% slower at
+  250M, its compare-and-branch loop keeping fewer misses in flight than
+  NumPy's gathers; an interpolated search from a directory of one entry per 32 keys
   (17 MB at 250M, cacheable) was no faster; a table of 8-key rows placed by
   the key's top bits (one read per query, 15 bytes per entry) lost to its
   own scan loop at both sizes. Sorting the queries first did not help.
