@@ -249,7 +249,7 @@ class _Channel:
         if self._bmp is None:
             self._bmp = _mix(np.arange(0x10000, dtype=np.uint64) ^ self.char_key)
         powers, inverse = self.powers(symbols.shape[0])
-        cjk = _CJK_BMP if cjk_weight != 1 else _NONE_BARRED
+        cjk = _CJK_BMP if cjk_weight != 1 else _NONE
         return kernels.gram_hashes(symbols, self.char_key, self._bmp, powers, inverse, gram_weight, cjk, cjk_weight)
 
     def winnow(self, hashes: UInt64Array, window: int, barred: npt.NDArray[np.bool_] | None = None) -> IntArray:
@@ -258,10 +258,10 @@ class _Channel:
         `barred` grams (code idioms) are never kept: a window keeps one of
         its other grams; a window of barred grams only keeps nothing.
         """
-        return kernels.winnow(hashes, self.select_key, window, _NONE_BARRED if barred is None else barred)
+        return kernels.winnow(hashes, self.select_key, window, _NONE if barred is None else barred)
 
 
-_NONE_BARRED = np.zeros(0, bool)
+_NONE = np.zeros(0, bool)  # the kernels' "no such array": no barred grams, no CJK weights
 
 
 class Fingerprinter:

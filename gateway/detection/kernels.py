@@ -30,6 +30,9 @@ import numpy.typing as npt
 
 __all__ = ["bucket_starts", "gram_hashes", "merge", "siphash13", "warm", "winnow"]
 
+U64 = np.uint64
+_HIGH_MASK = U64(((1 << 64) - 1) ^ ((1 << 20) - 1))  # selection key bits above the position bits
+_POS_MASK = U64((1 << 20) - 1)
 
 
 def _jit(function):  # type: ignore[no-untyped-def]
@@ -38,13 +41,6 @@ def _jit(function):  # type: ignore[no-untyped-def]
         return numba.njit(cache=True, nogil=True, boundscheck=False)(function)
     except RuntimeError:  # numba found no writable cache directory (read-only package and home)
         return numba.njit(nogil=True, boundscheck=False)(function)
-
-
-U64 = np.uint64
-
-
-_HIGH_MASK = U64(((1 << 64) - 1) ^ ((1 << 20) - 1))  # selection key bits above the position bits
-_POS_MASK = U64((1 << 20) - 1)
 
 
 @_jit
