@@ -151,11 +151,11 @@ def stage_times(registry: Registry, parts: list[TextPart]) -> dict[str, float]:
 def warm_up(registry: Registry, rng: np.random.Generator, vocab: np.ndarray, scans: int) -> float:
     """Scan `scans` unrelated prompts, untimed; returns the CPU ms of the first (reported apart).
 
-    Right after a large index is built, its first scans run several times
-    slower (at 1 GB on the machine of these figures: about 10 ms, nearly all
-    of it in the index's gathers, settling over some ten scans), as the
+    Right after a large index is built, its first scans run far slower (at
+    1 GB on the machine of these figures: 10 to 140 ms for the first, nearly
+    all of it in the index's gathers, settling over some ten scans), as the
     machine first reads the new arrays at random; the figures are of the
-    steady state a serving gateway is in.
+    steady state a serving gateway is in, and the first scan is printed.
     """
     first = 0.0
     for i in range(scans):
