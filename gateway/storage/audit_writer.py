@@ -753,7 +753,6 @@ class AuditLog:
                 synced = self._store.synced()
         except Exception as exc:  # a bug must not leave appends waiting, nor kill the writer
             results = [_unavailable(exc)] * len(batch.records)
-        self.batches += 1
         if synced is None:
             self._answer(batch, results)
             return
@@ -772,6 +771,8 @@ class AuditLog:
 
     def _answer(self, batch: _Batch, results: list[Record | AuditUnavailable]) -> None:
         failed = [r for r in results if isinstance(r, AuditUnavailable)]
+        # Counted together, when the batch is answered: a scrape never sees a batch without its records.
+        self.batches += 1
         self.records += len(results) - len(failed)
         if batch.timer is not None:
             batch.timer.cancel()
