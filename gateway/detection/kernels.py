@@ -11,9 +11,10 @@ keep many cache misses in flight, which a compiled loop that also compares
 and branches was measured not to beat.
 
 Every function here is a pure function of its arrays (no text, no keys kept),
-releases the GIL, and is cached on disk after its first compilation (beside
-this module, else in the user's cache directory or ``NUMBA_CACHE_DIR``; where
-none is writable it is compiled in memory at each start, about 3 s).
+releases the GIL, and is cached on disk after its first compilation (in
+``NUMBA_CACHE_DIR`` when set, else beside this module, else in the user's
+cache directory; where none is writable it is compiled in memory at each
+start, about 3 s).
 `warm` compiles (or loads) them all, so a gateway pays that before it
 reports ready, not on a user's first request.
 
