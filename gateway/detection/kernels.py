@@ -25,6 +25,8 @@ in plain Python and compares).
 
 from __future__ import annotations
 
+import functools
+
 import numba
 import numpy as np
 import numpy.typing as npt
@@ -258,8 +260,9 @@ def gram_hashes(symbols: npt.NDArray[np.unsignedinteger], char_key: np.uint64, b
     return hashes[:m].copy(), ends[:m].copy()
 
 
+@functools.cache
 def warm() -> None:
-    """Compile (or load from the cache) every kernel for the types the detection engine uses."""
+    """Compile (or load from the cache) every kernel for the types the detection engine uses; once per process."""
     words = np.arange(8, dtype=np.uint64)
     siphash13(U64(1), U64(2), words)
     winnow(words, U64(3), 4, np.zeros(0, np.bool_))
