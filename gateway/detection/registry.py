@@ -60,6 +60,11 @@ _ASCII_LENGTHS = _LENGTH_BYTES[:128] + bytes(128)  # a `bytes.translate` table: 
 _ASCII_ONE_EACH = max(_ASCII_LENGTHS) <= 1  # an ASCII character folds to itself, its lower case, or nothing
 
 
+def _joined(arrays: list[npt.NDArray[np.int64]]) -> npt.NDArray[np.int64]:
+    """The arrays one after the other; a single one as it is (most requests are one part: no copy)."""
+    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+
+
 @dataclass(frozen=True, slots=True)
 class ItemStats:
     """What registering an item produced: enough for the audit trail and the storage layer."""
@@ -582,8 +587,7 @@ class Registry:
             group += 2 * chunks[0][0] + chunks[0][1]
         else:
             group += np.concatenate([np.full(len(p), 2 * i + ch, np.int64) for i, ch, p in chunks]).take(queries)
-        starts = (chunks[0][2].starts if len(chunks) == 1
-                  else np.concatenate([p.starts for _, _, p in chunks])).take(queries)
+        starts = _joined([p.starts for _, _, p in chunks]).take(queries)
         order = np.lexsort((starts, group))
         # Items with at least one distinctive, non-excluded hit; each keeps all its non-excluded hits.
         kept = self._not_excluded(hit_values, slots) if self._exclusions else None
@@ -610,8 +614,7 @@ class Registry:
                 items = [self._items[s] for s in ranked.take(first).tolist()]
         n = order.shape[0]
         group, starts = group.take(order), starts.take(order)
-        ends = (chunks[0][2].ends if len(chunks) == 1
-                else np.concatenate([p.ends for _, _, p in chunks])).take(queries.take(order))
+        ends = _joined([p.ends for _, _, p in chunks]).take(queries.take(order))
         value = hit_values.take(order)
         distinctive = None if common is None else ~common.take(order)
         new_item = np.zeros(n, bool)
