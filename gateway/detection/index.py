@@ -46,7 +46,6 @@ import ctypes
 import ctypes.util
 import sys
 from dataclasses import dataclass, field
-from typing import overload
 
 import numpy as np
 import numpy.typing as npt
@@ -97,7 +96,9 @@ UInt64Array = npt.NDArray[np.uint64]
 UInt32Array = npt.NDArray[np.uint32]
 IntArray = npt.NDArray[np.int64]
 
-_EVERY_SLOT = np.zeros(0, bool)  # `kernels.merge`'s "no dead slots"
+_EVERY_SLOT = np.zeros(0, bool)  # `kernels.merge_into`'s "no dead slots"
+_NO_KEYS = np.zeros(0, np.uint64)
+_NO_SLOTS = np.zeros(0, np.uint32)
 _BUCKET = 1.5  # a bucket holds 1.5 to 3 entries on average (a uint32 each: 1.3 to 2.7 bytes per entry)
 _MERGE_RATIO = 4
 
@@ -148,6 +149,27 @@ def _member(values: UInt64Array, ordered: UInt64Array) -> npt.NDArray[np.bool_]:
     found = np.searchsorted(ordered, values)
     found[found == ordered.shape[0]] = 0
     return ordered[found] == values
+
+
+def _grow(part: "_Segment", size: int) -> None:
+    """Resize a segment's arrays to `size` entries, in place where NumPy can.
+
+    Growing a large array in place is a `realloc`, which Linux serves by
+    remapping its pages (`mremap`) rather than copying them: only the added
+    tail is fresh memory. NumPy refuses where anything else holds the array
+    (a view, a reference), and then it is copied as usual. Called only on
+    segments being merged, which no lookup reads meanwhile (the registry's
+    writers hold its lock); a segment's lookups never read past its
+    directory, so a grown but not yet merged segment still answers right.
+    """
+    for name in ("keys", "slots"):
+        try:
+            getattr(part, name).resize(size, refcheck=True)
+        except ValueError:
+            old = getattr(part, name)
+            grown = np.zeros(size, old.dtype)
+            grown[: min(size, old.shape[0])] = old[:size]
+            setattr(part, name, grown)
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,28 +306,23 @@ class FingerprintIndex:
 
         The run of merges is planned from the segment sizes and done as one
         merge of all the segments it takes in, rather than one merge after
-        another that moves the same entries again. The plan is exact unless a
-        merge drops entries (dead ones, or keys that become common, which the
-        merge tells): then the merges are done one by one, as the sizes they
-        leave decide. Only the segment left at the end gets a directory: the
-        ones merged again at once are never looked up.
+        another that moves the same entries again; if that merge drops
+        entries (dead ones, keys become common), the plan is made again from
+        the sizes it leaves. Only the segment left at the end gets a
+        directory: the ones merged again at once are never looked up.
         """
         segs = self._segments
-        if not self._dead_entries:
+        while len(segs) >= 2:
             size, taken = len(segs[-1]), 1
             while taken < len(segs) and size * _MERGE_RATIO >= len(segs[-1 - taken]):
                 size += len(segs[-1 - taken])
                 taken += 1
-            if taken > 2:
-                planned = self._merge(segs[-taken:], tentative=True)
-                if planned is not None:
-                    del segs[-taken:]
-                    segs.append(planned)
-                    segs[-1].build_directory()
-                    return
-        while len(segs) >= 2 and len(segs[-1]) * _MERGE_RATIO >= len(segs[-2]):
-            b, a = segs.pop(), segs.pop()
-            segs.append(self._merge([a, b]))
+            if taken == 1:
+                break
+            merged = self._merge(segs[-taken:])
+            del segs[-taken:]
+            if len(merged):
+                segs.append(merged)
         if segs:
             segs[-1].build_directory()
 
@@ -314,34 +331,39 @@ class FingerprintIndex:
         """How many keys are too common to be listed per item."""
         return int(self._common.shape[0])
 
-    @overload
-    def _merge(self, parts: list[_Segment]) -> _Segment: ...
-
-    @overload
-    def _merge(self, parts: list[_Segment], tentative: bool) -> _Segment | None: ...
-
-    def _merge(self, parts: list[_Segment], tentative: bool = False) -> _Segment | None:
-        """One segment (without its directory) of the parts' live entries.
+    def _merge(self, parts: list[_Segment]) -> _Segment:
+        """One segment (without its directory) of the parts' live entries; the parts are used up.
 
         Two runs at a time from the newest (the smallest: sizes grow
-        geometrically), equal keys in the parts' order (`kernels.merge`).
-        `tentative`: give up (None) if some key turns out to be common.
+        geometrically), each merged into the arrays of the older part, grown
+        in place (`_grow`): the old entries of a large segment are not copied
+        to fresh memory, and those below the newer run's smallest key are not
+        moved at all (`kernels.merge_into`). Equal keys keep the parts' order.
         """
         alive = self._alive if self._dead_entries else _EVERY_SLOT
-        keys, slots = parts[-1].keys, parts[-1].slots
+        crowded = False
         if len(parts) == 1:  # compaction of one segment: drop its dead entries
-            keys, slots, crowded = kernels.merge(keys, slots, keys[:0], slots[:0], alive, self.max_postings)
-        for part in reversed(parts[:-1]):
-            keys, slots, crowded = kernels.merge(part.keys, part.slots, keys, slots, alive, self.max_postings)
+            crowded = self._merge_into(parts[0], _NO_KEYS, _NO_SLOTS, alive)
+        for k in range(len(parts) - 2, -1, -1):
+            crowded |= self._merge_into(parts[k], parts[k + 1].keys, parts[k + 1].slots, alive)
+            parts[k + 1].keys, parts[k + 1].slots = _NO_KEYS, _NO_SLOTS  # merged in: let their memory go now
+        keys, slots = parts[0].keys, parts[0].slots
         if crowded:
-            if tentative:
-                return None
             # A key in more than max_postings entries spans that many positions in sorted order.
             common = np.unique(keys[self.max_postings :][keys[self.max_postings :] == keys[: -self.max_postings]])
             self._common = np.union1d(self._common, common)
             keep = ~_member(keys, common)
             keys, slots = keys[keep], slots[keep]
+        parts[0].keys, parts[0].slots = _NO_KEYS, _NO_SLOTS
         return _Segment(keys, slots, ordered=True, indexed=False)
+
+    def _merge_into(self, part: _Segment, keys: UInt64Array, slots: UInt32Array, alive: npt.NDArray[np.bool_]) -> bool:
+        """Merge (keys, slots) into `part`'s own arrays, which end up holding exactly the kept entries."""
+        na = len(part)
+        _grow(part, na + keys.shape[0])
+        kept, crowded = kernels.merge_into(part.keys, part.slots, na, keys, slots, alive, self.max_postings)
+        _grow(part, kept)
+        return bool(crowded)
 
     def remove(self, slot: int) -> None:
         """Forget an item: its entries stop matching at once and are dropped at the next compaction."""

@@ -92,3 +92,28 @@ def test_lookup_returns_exactly_the_pairs_a_dictionary_would() -> None:
                 for s in held.get(key, ()) if s in alive]
         assert sorted(got) == sorted(want)
     assert index.common_keys and len(index._segments) > 1
+
+
+def test_merges_stay_exact_when_a_segments_arrays_are_held_elsewhere() -> None:
+    """A merge grows the older segment's arrays in place; where something else holds them it copies instead."""
+    rng = np.random.default_rng(5)
+    index = FingerprintIndex()
+    held: dict[int, int] = {}
+    kept_alive = []  # references of the kind a lookup in progress holds
+    for slot in range(60):
+        keys = np.unique(rng.integers(0, 2**64 - 1, int(rng.integers(50, 3000)), dtype=np.uint64, endpoint=True))
+        if slot % 2:
+            kept_alive.extend((seg.keys, seg.slots) for seg in index._segments)
+        index.add(slot, keys)
+        held.update((int(key), slot) for key in keys)
+    for slot in range(0, 60, 5):
+        index.remove(slot)
+    lowest = sorted(held)[:10]
+    index.add(60, np.array(lowest, np.uint64))  # merges with dead entries to drop
+    queries = np.fromiter(held, np.uint64)
+    hits = index.lookup(queries)
+    got = sorted(zip(hits.queries.tolist(), hits.slots.tolist()))
+    want = sorted([(q, held[int(key)]) for q, key in enumerate(queries) if held[int(key)] % 5]
+                  + [(q, 60) for q, key in enumerate(queries) if int(key) in lowest])
+    assert got == want
+    assert all(np.all(arrays[0][1:] >= arrays[0][:-1]) for arrays in kept_alive)  # what they held was not disturbed

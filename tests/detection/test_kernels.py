@@ -307,40 +307,65 @@ def _sorted_run(rng: random.Random, n: int, slots: int, wide: bool) -> list[tupl
     return [(k, rng.randrange(slots)) for k in keys]
 
 
-def test_merge_equals_a_stable_sort_of_both_runs_without_dead_slots() -> None:
+def _capped(run: list[tuple[int, int]], max_postings: int) -> list[tuple[int, int]]:
+    """`run` with no key more than `max_postings` times (merge_into's precondition on its first run)."""
+    seen: dict[int, int] = {}
+    kept = []
+    for key, slot in run:
+        seen[key] = seen.get(key, 0) + 1
+        if seen[key] <= max_postings:
+            kept.append((key, slot))
+    return kept
+
+
+def _merged(a: list[tuple[int, int]], b: list[tuple[int, int]], alive: list[bool] | np.ndarray,
+            max_postings: int, room: int = 0) -> tuple[list[int], list[int], bool]:
+    """Run merge_into on arrays holding `a` with room for `b` (and `room` spare entries of garbage)."""
+    keys = np.full(len(a) + len(b) + room, 0xDEAD, np.uint64)
+    slots = np.full(len(a) + len(b) + room, 7, np.uint32)
+    keys[: len(a)] = [k for k, _ in a]
+    slots[: len(a)] = [s for _, s in a]
+    kept, crowded = kernels.merge_into(keys, slots, len(a), np.array([k for k, _ in b], np.uint64),
+                                       np.array([s for _, s in b], np.uint32), np.asarray(alive, np.bool_),
+                                       max_postings)
+    assert keys.dtype == np.uint64 and slots.dtype == np.uint32
+    return keys[:kept].tolist(), slots[:kept].tolist(), bool(crowded)
+
+
+def test_merge_into_equals_a_stable_sort_of_both_runs_without_dead_slots() -> None:
     rng = random.Random(31337)
-    for case in range(1500):
+    for case in range(3000):
         slots = rng.randrange(1, 12)
-        a = _sorted_run(rng, rng.randrange(0, 25), slots, case % 2 == 0)
+        max_postings = rng.choice([1, 2, 3, 4, 6, 1000])
+        a = _capped(_sorted_run(rng, rng.randrange(0, 25), slots, case % 2 == 0), max_postings)
         b = _sorted_run(rng, rng.randrange(0, 25), slots, case % 3 == 0)
         alive = [] if rng.random() < 0.4 else [rng.random() < 0.7 for _ in range(slots)]
-        max_postings = rng.choice([1, 2, 3, 4, 6, 1000])
-        got_keys, got_slots, crowded = kernels.merge(
-            np.array([k for k, _ in a], np.uint64), np.array([s for _, s in a], np.uint32),
-            np.array([k for k, _ in b], np.uint64), np.array([s for _, s in b], np.uint32),
-            np.array(alive, np.bool_), max_postings)
-        expected_keys, expected_slots, expected_crowded = merge_reference(a, b, alive, max_postings)
-        context = (a, b, alive, max_postings)
-        assert got_keys.tolist() == expected_keys, context
-        assert got_slots.tolist() == expected_slots, context
-        assert bool(crowded) == expected_crowded, context
-        assert got_keys.dtype == np.uint64 and got_slots.dtype == np.uint32
+        got = _merged(a, b, alive, max_postings, room=rng.randrange(0, 3))
+        assert got == merge_reference(a, b, alive, max_postings), (a, b, alive, max_postings)
 
 
-def test_merge_puts_the_first_runs_entries_first_among_equal_keys() -> None:
-    keys = np.array([4, 4], np.uint64)
-    got_keys, got_slots, crowded = kernels.merge(keys, np.array([0, 1], np.uint32), keys, np.array([2, 3], np.uint32),
-                                                 NO_FLAGS, 4)
-    assert got_keys.tolist() == [4, 4, 4, 4] and got_slots.tolist() == [0, 1, 2, 3] and not crowded
-    assert kernels.merge(keys, np.array([0, 1], np.uint32), keys, np.array([2, 3], np.uint32), NO_FLAGS, 3)[2]
+def test_merge_into_puts_the_first_runs_entries_first_among_equal_keys() -> None:
+    a, b = [(4, 0), (4, 1)], [(4, 2), (4, 3)]
+    assert _merged(a, b, NO_FLAGS, 4) == ([4, 4, 4, 4], [0, 1, 2, 3], False)
+    assert _merged(a, b, NO_FLAGS, 3)[2]
 
 
-def test_merge_does_not_count_dead_entries_towards_the_posting_limit() -> None:
-    keys = np.array([9, 9, 9], np.uint64)
+def test_merge_into_counts_the_first_runs_entries_below_the_second_run_towards_the_limit() -> None:
+    # b's smallest key equals the top of a's untouched part: the run spans both.
+    a = [(1, 0), (5, 1), (5, 2), (9, 3)]
+    assert _merged(a, [(5, 4), (9, 5)], NO_FLAGS, 3) == ([1, 5, 5, 5, 9, 9], [0, 1, 2, 4, 3, 5], False)
+    assert _merged(a, [(5, 4), (5, 6), (9, 5)], NO_FLAGS, 3)[2]
+
+
+def test_merge_into_does_not_count_dead_entries_towards_the_posting_limit() -> None:
     alive = np.array([True, False, True])
-    got_keys, got_slots, crowded = kernels.merge(keys, np.array([0, 1, 2], np.uint32), keys[:0],
-                                                 np.zeros(0, np.uint32), alive, 2)
-    assert got_slots.tolist() == [0, 2] and not crowded
+    assert _merged([(9, 0), (9, 1), (9, 2)], [], alive, 2) == ([9, 9], [0, 2], False)
+
+
+def test_merge_into_leaves_the_first_run_in_place_when_the_second_is_empty() -> None:
+    a = [(3, 1), (8, 2)]
+    assert _merged(a, [], NO_FLAGS, 1) == ([3, 8], [1, 2], False)
+    assert _merged([], [], NO_FLAGS, 1) == ([], [], False)
 
 
 # -- bucket_starts -----------------------------------------------------------------------------------------
