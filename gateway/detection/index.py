@@ -73,6 +73,8 @@ __all__ = ["FingerprintIndex", "Hits", "from_bytes", "sorted_unique", "to_bytes"
 _MADV_COLLAPSE = 25
 _HUGE_PAGE = 1 << 21
 _HUGE_BYTES = 64 << 20
+_ALIGNED_BYTES = 32 << 20  # glibc maps requests of this size or more apart (its largest dynamic mmap threshold)
+_MALLOC_HEADER = 32  # a separately mapped chunk's header plus the rounding of its size: 16 + 16
 _madvise = None
 if sys.platform.startswith("linux"):
     try:
@@ -151,8 +153,25 @@ def _member(values: UInt64Array, ordered: UInt64Array) -> npt.NDArray[np.bool_]:
     return ordered[found] == values
 
 
+def _capacity(entries: int, itemsize: int) -> int:
+    """Room for `entries` in an array whose memory mapping is a whole number of huge pages.
+
+    Arrays of 32 MB or more are mapped apart by the C library (with a
+    16-byte header); Linux places a mapping whose length is a multiple of
+    2 MB on a 2 MB boundary, also when `realloc` moves it with `mremap`, and
+    then moves its huge pages as they are. So a segment collapsed into huge
+    pages (`_collapse`) keeps them as it grows, and collapsing it again
+    costs only its new tail. At most 2 MB per array is spare (a sixteenth
+    at 32 MB, nothing to speak of at the sizes where it matters).
+    """
+    nbytes = entries * itemsize
+    if nbytes < _ALIGNED_BYTES:
+        return entries
+    return (-(-(nbytes + _MALLOC_HEADER) // _HUGE_PAGE) * _HUGE_PAGE - _MALLOC_HEADER) // itemsize
+
+
 def _grow(part: "_Segment", size: int) -> None:
-    """Resize a segment's arrays to `size` entries, in place where NumPy can.
+    """Give a segment room for `size` entries (its count becomes `size`), in place where NumPy can.
 
     Growing a large array in place is a `realloc`, which Linux serves by
     remapping its pages (`mremap`) rather than copying them: only the added
@@ -163,13 +182,18 @@ def _grow(part: "_Segment", size: int) -> None:
     directory, so a grown but not yet merged segment still answers right.
     """
     for name in ("keys", "slots"):
+        capacity = _capacity(size, getattr(part, name).itemsize)
+        if capacity == getattr(part, name).shape[0]:
+            continue
         try:
-            getattr(part, name).resize(size, refcheck=True)
+            getattr(part, name).resize(capacity, refcheck=True)
         except ValueError:
             old = getattr(part, name)
-            grown = np.zeros(size, old.dtype)
-            grown[: min(size, old.shape[0])] = old[:size]
+            grown = np.zeros(capacity, old.dtype)
+            kept = min(capacity, old.shape[0])
+            grown[:kept] = old[:kept]
             setattr(part, name, grown)
+    part.count = size
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,16 +210,20 @@ class Hits:
 
 
 class _Segment:
-    __slots__ = ("keys", "slots", "directory", "shift")
+    """Sorted (key, slot) entries: the first `count` of the arrays (which may have room for more: `_capacity`)."""
 
-    def __init__(self, keys: UInt64Array, slots: UInt32Array, ordered: bool = False, *, indexed: bool = True) -> None:
+    __slots__ = ("keys", "slots", "count", "directory", "shift")
+
+    def __init__(self, keys: UInt64Array, slots: UInt32Array, ordered: bool = False, *, indexed: bool = True,
+                 count: int | None = None) -> None:
+        self.count = keys.shape[0] if count is None else count
         if ordered:  # keys already sorted (a new item's unique keys, a merge's result): skip the argsort
             self.keys, self.slots = keys, slots
         else:
             order = np.argsort(keys, kind="stable")
             self.keys = keys[order]
             self.slots = slots[order]
-        bits = max(0, int(np.floor(np.log2(max(1.0, keys.shape[0] / _BUCKET)))))
+        bits = max(0, int(np.floor(np.log2(max(1.0, self.count / _BUCKET)))))
         self.shift = np.uint64(64 - bits)
         self.directory: UInt32Array | None = None
         if indexed:
@@ -205,13 +233,13 @@ class _Segment:
         """Find where each prefix's keys start (once; a segment merged again at once never needs it)."""
         if self.directory is not None:
             return
-        self.directory = kernels.bucket_starts(self.keys, 64 - int(self.shift))
+        self.directory = kernels.bucket_starts(self.keys[: self.count], 64 - int(self.shift))
         if self.keys.nbytes >= _HUGE_BYTES:
             for array in (self.keys, self.slots, self.directory):
                 _collapse(array)
 
     def __len__(self) -> int:
-        return int(self.keys.shape[0])
+        return self.count
 
     @property
     def nbytes(self) -> int:
@@ -345,17 +373,17 @@ class FingerprintIndex:
         if len(parts) == 1:  # compaction of one segment: drop its dead entries
             crowded = self._merge_into(parts[0], _NO_KEYS, _NO_SLOTS, alive)
         for k in range(len(parts) - 2, -1, -1):
-            crowded |= self._merge_into(parts[k], parts[k + 1].keys, parts[k + 1].slots, alive)
+            newer = parts[k + 1]
+            crowded |= self._merge_into(parts[k], newer.keys[: newer.count], newer.slots[: newer.count], alive)
             parts[k + 1].keys, parts[k + 1].slots = _NO_KEYS, _NO_SLOTS  # merged in: let their memory go now
-        keys, slots = parts[0].keys, parts[0].slots
         if crowded:
-            # A key in more than max_postings entries spans that many positions in sorted order.
-            common = np.unique(keys[self.max_postings :][keys[self.max_postings :] == keys[: -self.max_postings]])
+            n = parts[0].count
+            kept, common = kernels.drop_crowded(parts[0].keys[:n], parts[0].slots[:n], self.max_postings)
             self._common = np.union1d(self._common, common)
-            keep = ~_member(keys, common)
-            keys, slots = keys[keep], slots[keep]
+            _grow(parts[0], kept)
+        keys, slots, count = parts[0].keys, parts[0].slots, parts[0].count
         parts[0].keys, parts[0].slots = _NO_KEYS, _NO_SLOTS
-        return _Segment(keys, slots, ordered=True, indexed=False)
+        return _Segment(keys, slots, ordered=True, indexed=False, count=count)
 
     def _merge_into(self, part: _Segment, keys: UInt64Array, slots: UInt32Array, alive: npt.NDArray[np.bool_]) -> bool:
         """Merge (keys, slots) into `part`'s own arrays, which end up holding exactly the kept entries."""
@@ -406,7 +434,7 @@ class FingerprintIndex:
         Keys that have since become common are no longer listed per item;
         export right after registration to keep them.
         """
-        parts = [seg.keys[seg.slots == slot] for seg in self._segments]
+        parts = [seg.keys[: seg.count][seg.slots[: seg.count] == slot] for seg in self._segments]
         return sorted_unique(_unrotate(np.concatenate(parts))) if parts else np.empty(0, np.uint64)
 
     def item_count(self, slot: int) -> int:

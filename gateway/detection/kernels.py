@@ -31,7 +31,7 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["bucket_starts", "gram_hashes", "merge_into", "siphash13", "warm", "winnow"]
+__all__ = ["bucket_starts", "drop_crowded", "gram_hashes", "merge_into", "siphash13", "warm", "winnow"]
 
 U64 = np.uint64
 _HIGH_MASK = U64(((1 << 64) - 1) ^ ((1 << 20) - 1))  # selection key bits above the position bits
@@ -222,6 +222,39 @@ def merge_into(keys: npt.NDArray[np.uint64], slots: npt.NDArray[np.uint32], na: 
 
 
 @_jit
+def drop_crowded(keys: npt.NDArray[np.uint64], slots: npt.NDArray[np.uint32],
+                 max_postings: int) -> tuple[int, npt.NDArray[np.uint64]]:
+    """Drop, in place, every key held by more than `max_postings` entries of sorted `keys`.
+
+    The kept entries move to the front; returns how many there are and the
+    dropped keys, sorted. One pass and no new memory for the entries: this
+    runs on a merged segment of any size whenever `merge_into` reports a
+    crowded key.
+    """
+    n = keys.shape[0]
+    dropped = np.empty(16, np.uint64)
+    count = 0
+    w = 0
+    start = 0
+    while start < n:
+        end = start + 1
+        while end < n and keys[end] == keys[start]:
+            end += 1
+        if end - start > max_postings:
+            if count == dropped.shape[0]:
+                dropped = np.concatenate((dropped, np.empty(count, np.uint64)))
+            dropped[count] = keys[start]
+            count += 1
+        else:
+            for t in range(start, end):
+                keys[w] = keys[t]
+                slots[w] = slots[t]
+                w += 1
+        start = end
+    return w, dropped[:count].copy()
+
+
+@_jit
 def bucket_starts(keys: npt.NDArray[np.uint64], bits: int) -> npt.NDArray[np.uint32]:
     """Where the keys with each value of their top `bits` bits start in sorted `keys` (plus the end).
 
@@ -310,6 +343,7 @@ def warm() -> None:
     winnow(words, U64(3), 4, np.zeros(8, np.bool_))
     slots = np.zeros(8, np.uint32)
     merge_into(words.copy(), slots.copy(), 0, words, slots, np.zeros(0, np.bool_), 64)
+    drop_crowded(words.copy(), slots.copy(), 64)
     bucket_starts(words, 2)
     table, cjk = np.zeros(0x10000, np.uint64), np.zeros(0x10000, np.bool_)
     # Text symbols come read-only from `np.frombuffer`, a type of their own for numba.

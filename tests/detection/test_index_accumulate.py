@@ -117,3 +117,27 @@ def test_merges_stay_exact_when_a_segments_arrays_are_held_elsewhere() -> None:
                   + [(q, 60) for q, key in enumerate(queries) if int(key) in lowest])
     assert got == want
     assert all(np.all(arrays[0][1:] >= arrays[0][:-1]) for arrays in kept_alive)  # what they held was not disturbed
+
+
+def test_segments_of_tens_of_megabytes_grow_shrink_and_answer_exactly() -> None:
+    """Past 32 MB a segment's arrays keep spare room (whole huge pages); only its first `count` entries count."""
+    rng = np.random.default_rng(17)
+    index = FingerprintIndex()
+    big = np.unique(rng.integers(0, 2**64 - 1, 4_500_000, dtype=np.uint64, endpoint=True))
+    newer = np.unique(rng.integers(0, 2**64 - 1, 1_200_000, dtype=np.uint64, endpoint=True))
+    small = np.unique(rng.integers(0, 2**64 - 1, 1_000, dtype=np.uint64, endpoint=True))
+    index.add(0, big)
+    index.add(1, newer)  # a quarter of the first: merged into its arrays
+    index.add(2, small)
+    assert len(index._segments) == 2 and len(index) == big.shape[0] + newer.shape[0] + small.shape[0]
+    assert index._segments[0].keys.shape[0] >= len(index._segments[0])
+    queries = np.concatenate([big[::5000], newer[::5000], small[::50], rng.integers(0, 2**63, 100, dtype=np.uint64)])
+    hits = index.lookup(queries)
+    owners = [0] * big[::5000].shape[0] + [1] * newer[::5000].shape[0] + [2] * small[::50].shape[0]
+    assert sorted(zip(hits.queries.tolist(), hits.slots.tolist())) == list(enumerate(owners))
+    index.remove(0)  # more than half the entries dead: compacted, the arrays shrink to what is left
+    assert len(index._segments) == 1 and len(index) == newer.shape[0] + small.shape[0]
+    hits = index.lookup(queries)
+    assert sorted(zip(hits.queries.tolist(), hits.slots.tolist())) == list(enumerate(owners))[big[::5000].shape[0]:]
+    assert np.array_equal(index.item_fingerprints(1), newer)
+    assert index.bytes_per_fingerprint() <= 16

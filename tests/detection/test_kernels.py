@@ -368,6 +368,23 @@ def test_merge_into_leaves_the_first_run_in_place_when_the_second_is_empty() -> 
     assert _merged([], [], NO_FLAGS, 1) == ([], [], False)
 
 
+def test_drop_crowded_keeps_exactly_the_keys_within_the_posting_limit() -> None:
+    rng = random.Random(2718)
+    for _ in range(1500):
+        run = _sorted_run(rng, rng.randrange(0, 40), 9, rng.random() < 0.5)
+        max_postings = rng.choice([1, 2, 3, 5, 1000])
+        keys = np.array([k for k, _ in run], np.uint64)
+        slots = np.array([s for _, s in run], np.uint32)
+        kept, dropped = kernels.drop_crowded(keys, slots, max_postings)
+        counts: dict[int, int] = {}
+        for key, _ in run:
+            counts[key] = counts.get(key, 0) + 1
+        want = [(k, s) for k, s in run if counts[k] <= max_postings]
+        assert list(zip(keys[:kept].tolist(), slots[:kept].tolist())) == want, (run, max_postings)
+        assert dropped.tolist() == sorted(k for k, c in counts.items() if c > max_postings)
+        assert dropped.dtype == np.uint64
+
+
 # -- bucket_starts -----------------------------------------------------------------------------------------
 
 
