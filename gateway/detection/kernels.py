@@ -4,7 +4,7 @@ Why compiled: NumPy runs one pass over its arrays per call, so a step made
 of ninety calls (SipHash written as array operations) pays ninety call
 overheads on a few thousand values, and a merge done as concatenate, argsort
 and take writes three times the memory it keeps. As plain loops each runs in
-one pass.
+one pass (a merge in place, into the older run's own grown arrays).
 
 Index lookups stay in NumPy (`index.py`): its gathers are tight loops that
 keep many cache misses in flight, which a compiled loop that also compares

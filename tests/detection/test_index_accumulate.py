@@ -60,10 +60,11 @@ def test_a_key_held_by_too_many_items_becomes_common() -> None:
     for slot in range(10):
         index.add(slot, np.array([shared, 1000 + slot], dtype=np.uint64))
     index.compact()
-    hits = index.lookup(np.array([shared, 1003], dtype=np.uint64))
+    hits = index.lookup(np.array([shared, 1003], dtype=np.uint64), common=True)
     assert hits.common.tolist() == [0]
     assert list(zip(hits.queries.tolist(), hits.slots.tolist())) == [(1, 3)]
     assert index.common_keys == 1
+    assert index.lookup(np.array([shared], dtype=np.uint64)).common.size == 0  # only listed when asked for
 
 
 def test_lookup_returns_exactly_the_pairs_a_dictionary_would() -> None:
@@ -85,7 +86,7 @@ def test_lookup_returns_exactly_the_pairs_a_dictionary_would() -> None:
     for size in (1, 3, 2000):
         queries = np.concatenate([stored[rng.integers(0, stored.shape[0], size)],
                                   rng.integers(0, 2**64 - 1, size, dtype=np.uint64, endpoint=True)])
-        hits = index.lookup(queries)
+        hits = index.lookup(queries, common=True)
         common = set(hits.common.tolist())
         got = list(zip(hits.queries.tolist(), hits.slots.tolist(), strict=True))
         want = [(q, s) for q, key in enumerate(queries.tolist()) if q not in common
