@@ -2,15 +2,16 @@
 
     .venv/bin/python bench/detection_scan.py                 # 1, 10, 100 MB registries
     .venv/bin/python bench/detection_scan.py --sizes 1 10     # quicker
-    .venv/bin/python bench/detection_scan.py --sizes 1 10 100 --synthetic 1000   # the curve to 1 GB
+    .venv/bin/python bench/detection_scan.py --sizes 1 10 100 1000   # the curve to 1 GB (about 6 min)
 
 `--synthetic MB` extends the registry beyond the real-text sizes with synthetic
 fingerprints loaded straight into the index (as many per MB as the real text
 produced, random keyed values, 64 KB "items", then merged with the real ones
-into one segment as a gateway starting on the store would): registering
-1 GB of text takes minutes and the lookup cost depends only on the index, not on
-where its keys came from. Prompts still carry an excerpt of a real item, so the
-match rate is checked at every size.
+into one segment as a gateway starting on the store would), for sizes whose
+text would take too long to generate. Prompts still carry an excerpt of a
+real item, so the match rate is checked at every size. Each registry of
+real text is compacted into one segment after registering, as a gateway
+starting on that store has it (`registration.load`).
 
 Registered material is synthetic but varied: English sentences drawn from the
 vocabulary of Python's own documentation (`pydoc_data.topics`) and Japanese

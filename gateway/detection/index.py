@@ -7,7 +7,8 @@ fingerprint should cost at most 16 bytes.
 * Entries live in *segments*: a sorted ``uint64`` key array, a parallel
   ``uint32`` slot array (12 bytes per entry) and a directory of bucket starts
   indexed by the top bits of the key (one ``uint32`` per 1.5 to 3 entries: at
-  most 14.7 bytes per entry in all). Keys are uniformly distributed (PRF
+  most 14.7 bytes per entry in all, plus at most 0.5 for the spare room of a
+  segment's large arrays: `_capacity`). Keys are uniformly distributed (PRF
   outputs, rotated so the channel tag sits in the low bits: `_rotate`), so a
   lookup is one directory read plus a scan of a bucket of about two entries:
   constant time, and all queries of a prompt are handled by the same few
