@@ -220,10 +220,10 @@ class Hits:
 class _Segment:
     """Sorted (key, slot) entries: the first `count` of the arrays (which may have room for more: `_capacity`)."""
 
-    __slots__ = ("keys", "slots", "count", "directory", "shift")
+    __slots__ = ("keys", "slots", "count", "directory", "shift", "spare")
 
     def __init__(self, keys: UInt64Array, slots: UInt32Array, ordered: bool = False, *, indexed: bool = True,
-                 count: int | None = None) -> None:
+                 count: int | None = None, spare: UInt32Array | None = None) -> None:
         self.count = keys.shape[0] if count is None else count
         if ordered:  # keys already sorted (a new item's unique keys, a merge's result): skip the argsort
             self.keys, self.slots = keys, slots
@@ -234,14 +234,30 @@ class _Segment:
         bits = max(0, int(np.floor(np.log2(max(1.0, self.count / _BUCKET)))))
         self.shift = np.uint64(64 - bits)
         self.directory: UInt32Array | None = None
+        self.spare = spare  # the directory of the segment this one was merged into, to refill in place
         if indexed:
             self.build_directory()
 
     def build_directory(self) -> None:
-        """Find where each prefix's keys start (once; a segment merged again at once never needs it)."""
+        """Find where each prefix's keys start (once; a segment merged again at once never needs it).
+
+        The directory may be longer than its ``2**bits + 1`` entries: it is
+        the merged-into segment's, resized in place like the keys (`_grow`),
+        so that it too keeps its huge pages.
+        """
         if self.directory is not None:
             return
-        self.directory = kernels.bucket_starts(self.keys[: self.count], 64 - int(self.shift))
+        bits = 64 - int(self.shift)
+        capacity = _capacity((1 << bits) + 1, 4)
+        directory, self.spare = self.spare, None
+        try:
+            if directory is None:
+                raise ValueError("no directory to reuse")
+            directory.resize(capacity, refcheck=True)
+        except ValueError:
+            directory = np.empty(capacity, np.uint32)
+        kernels.bucket_starts(self.keys[: self.count], bits, directory)
+        self.directory = directory
         if self.keys.nbytes >= _HUGE_BYTES:
             for array in (self.keys, self.slots, self.directory):
                 _collapse(array)
@@ -389,9 +405,9 @@ class FingerprintIndex:
             kept, common = kernels.drop_crowded(parts[0].keys[:n], parts[0].slots[:n], self.max_postings)
             self._common = np.union1d(self._common, common)
             _grow(parts[0], kept)
-        keys, slots, count = parts[0].keys, parts[0].slots, parts[0].count
-        parts[0].keys, parts[0].slots = _NO_KEYS, _NO_SLOTS
-        return _Segment(keys, slots, ordered=True, indexed=False, count=count)
+        keys, slots, count, directory = parts[0].keys, parts[0].slots, parts[0].count, parts[0].directory
+        parts[0].keys, parts[0].slots, parts[0].directory = _NO_KEYS, _NO_SLOTS, None
+        return _Segment(keys, slots, ordered=True, indexed=False, count=count, spare=directory)
 
     def _merge_into(self, part: _Segment, keys: UInt64Array, slots: UInt32Array, alive: npt.NDArray[np.bool_]) -> bool:
         """Merge (keys, slots) into `part`'s own arrays, which end up holding exactly the kept entries."""

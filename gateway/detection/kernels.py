@@ -276,19 +276,22 @@ def drop_crowded(keys: npt.NDArray[np.uint64], slots: npt.NDArray[np.uint32],
 
 
 @_jit
-def bucket_starts(keys: npt.NDArray[np.uint64], bits: int) -> npt.NDArray[np.uint32]:
-    """Where the keys with each value of their top `bits` bits start in sorted `keys` (plus the end).
+def bucket_starts(keys: npt.NDArray[np.uint64], bits: int, directory: npt.NDArray[np.uint32]) -> None:
+    """Write into ``directory[:2**bits + 1]`` where the keys with each value of their top `bits` bits start.
 
-    Counted per bucket, then summed: a walk that writes each bucket's start
-    as the keys pass it branches on every key (buckets hold one to three),
-    and was measured three to four times slower.
+    `keys` sorted; the last entry written is ``len(keys)``. `directory` may
+    be longer (the index reuses a merged segment's, grown in place) and is
+    overwritten. Counted per bucket, then summed: a walk that writes each
+    bucket's start as the keys pass it branches on every key (buckets hold
+    one to three), and was measured three to four times slower.
     """
     buckets = 1 << bits
-    directory = np.zeros(buckets + 1, np.uint32)
     n = keys.shape[0]
+    for b in range(buckets + 1):
+        directory[b] = 0
     if bits == 0:
         directory[1] = n
-        return directory
+        return
     shift = U64(64 - bits)
     for i in range(n):
         directory[np.int64(keys[i] >> shift) + 1] += 1
@@ -296,7 +299,6 @@ def bucket_starts(keys: npt.NDArray[np.uint64], bits: int) -> npt.NDArray[np.uin
     for b in range(buckets + 1):
         total += directory[b]
         directory[b] = total
-    return directory
 
 
 @_jit
@@ -365,7 +367,7 @@ def warm() -> None:
     slots = np.zeros(8, np.uint32)
     merge_into(words.copy(), slots.copy(), 0, words, slots, np.zeros(0, np.bool_), 64)
     drop_crowded(words.copy(), slots.copy(), 64)
-    bucket_starts(words, 2)
+    bucket_starts(words, 2, np.empty(5, np.uint32))
     table, cjk = np.zeros(0x10000, np.uint64), np.zeros(0x10000, np.bool_)
     # Text symbols come read-only from `np.frombuffer`, a type of their own for numba.
     samples = (np.frombuffer(bytes(8), np.uint8), np.frombuffer(bytes(32), np.uint32),

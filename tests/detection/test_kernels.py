@@ -395,14 +395,17 @@ def test_bucket_starts_point_at_the_first_key_of_each_top_bits_value() -> None:
         pool = [rng.getrandbits(64) for _ in range(max(1, n // 3))] + [0, 2**64 - 1, 2**63]
         keys = sorted(rng.getrandbits(64) if case % 2 else rng.choice(pool) for _ in range(n))
         bits = rng.randrange(0, 13)
-        got = kernels.bucket_starts(np.array(keys, np.uint64), bits)
-        assert got.tolist() == bucket_starts_reference(keys, bits), (keys, bits)
+        got = np.full((1 << bits) + 1 + rng.randrange(0, 3), 77, np.uint32)  # longer than needed, not zeroed
+        kernels.bucket_starts(np.array(keys, np.uint64), bits, got)
+        assert got[: (1 << bits) + 1].tolist() == bucket_starts_reference(keys, bits), (keys, bits)
         assert got.dtype == np.uint32
 
 
 @pytest.mark.parametrize("n", [0, 1, 5])
 def test_bucket_starts_with_zero_bits_is_one_bucket_holding_every_key(n: int) -> None:
-    assert kernels.bucket_starts(np.arange(n, dtype=np.uint64), 0).tolist() == [0, n]
+    directory = np.full(2, 9, np.uint32)
+    kernels.bucket_starts(np.arange(n, dtype=np.uint64), 0, directory)
+    assert directory.tolist() == [0, n]
 
 
 # -- the whole text pipeline -------------------------------------------------------------------------------
