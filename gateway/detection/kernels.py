@@ -146,6 +146,29 @@ def winnow(hashes: npt.NDArray[np.uint64], select_key: np.uint64, window: int,
 
 
 @_jit
+def _keep_down(src_keys: npt.NDArray[np.uint64], src_slots: npt.NDArray[np.uint32], top: int,
+               keys: npt.NDArray[np.uint64], slots: npt.NDArray[np.uint32], w: int, alive: npt.NDArray[np.bool_],
+               max_postings: int, run: int, prev: np.uint64, crowded: bool) -> tuple[int, int, np.uint64, bool]:
+    """`merge_into`'s tail: the live entries ``src[top], src[top - 1], ..., src[0]`` written down from ``keys[w]``.
+
+    `src` may be `keys` itself (the rest of run `a`): ``w >= top`` always,
+    so each entry is read before its place is written. Carries the count of
+    the run of equal keys on; returns the next place, the run and the flag.
+    """
+    check = alive.shape[0] > 0
+    for r in range(top, -1, -1):
+        key, slot = src_keys[r], src_slots[r]
+        if not check or alive[slot]:
+            run = run + 1 if run > 0 and key == prev else 1
+            crowded |= run > max_postings
+            prev = key
+            keys[w] = key
+            slots[w] = slot
+            w -= 1
+    return w, run, prev, crowded
+
+
+@_jit
 def merge_into(keys: npt.NDArray[np.uint64], slots: npt.NDArray[np.uint32], na: int, b_keys: npt.NDArray[np.uint64],
                b_slots: npt.NDArray[np.uint32], alive: npt.NDArray[np.bool_], max_postings: int) -> tuple[int, bool]:
     """Merge sorted run `b` into the sorted run `a` held in ``keys[:na]``, ``slots[:na]``, in place.
@@ -187,38 +210,35 @@ def merge_into(keys: npt.NDArray[np.uint64], slots: npt.NDArray[np.uint32], na: 
         keys[w] = key
         slots[w] = slot
         w -= np.int64(keep)
-    while j >= 0:
-        key, slot = b_keys[j], b_slots[j]
-        j -= 1
-        if not check or alive[slot]:
-            run = run + 1 if run > 0 and key == prev else 1
-            crowded |= run > max_postings
-            prev = key
-            keys[w] = key
-            slots[w] = slot
-            w -= 1
+    w, run, prev, crowded = _keep_down(b_keys, b_slots, j, keys, slots, w, alive, max_postings, run, prev, crowded)
     if not check:
         # Nothing dropped, so the rest of `a` is in place: only the run it may share with what was written counts.
         while i >= 0 and run > 0 and keys[i] == prev and run <= max_postings:
             run += 1
             i -= 1
         return na + nb, crowded or run > max_postings
-    while i >= 0:
-        key, slot = keys[i], slots[i]
-        i -= 1
-        if alive[slot]:
-            run = run + 1 if run > 0 and key == prev else 1
-            crowded |= run > max_postings
-            prev = key
-            keys[w] = key
-            slots[w] = slot
-            w -= 1
+    w, run, prev, crowded = _keep_down(keys, slots, i, keys, slots, w, alive, max_postings, run, prev, crowded)
     start = w + 1
     kept = na + nb - start
     for t in range(kept):  # to the front; each entry moves down, so reading ahead of the writes is safe
         keys[t] = keys[start + t]
         slots[t] = slots[start + t]
     return kept, crowded
+
+
+@_jit
+def _move_down(keys: npt.NDArray[np.uint64], slots: npt.NDArray[np.uint32], start: int, end: int, w: int) -> int:
+    """Move entries ``start..end-1`` to ``w..`` (``w <= start``); returns the place after them.
+
+    Nothing moves while nothing has been dropped before them (``w == start``).
+    """
+    if w == start:
+        return end
+    for x in range(start, end):
+        keys[w] = keys[x]
+        slots[w] = slots[x]
+        w += 1
+    return w
 
 
 @_jit
@@ -252,27 +272,14 @@ def drop_crowded(keys: npt.NDArray[np.uint64], slots: npt.NDArray[np.uint32],
         end = i + 1
         while end < n and keys[end] == key:
             end += 1
-        if w == t:  # nothing dropped yet: what precedes the run is in place
-            w = start
-        else:
-            for x in range(t, start):
-                keys[w] = keys[x]
-                slots[w] = slots[x]
-                w += 1
+        w = _move_down(keys, slots, t, start, w)
         if count == dropped.shape[0]:
             dropped = np.concatenate((dropped, np.empty(count, np.uint64)))
         dropped[count] = key
         count += 1
         t = end
         i = end + max_postings
-    if w == t:
-        w = n
-    else:
-        for x in range(t, n):
-            keys[w] = keys[x]
-            slots[w] = slots[x]
-            w += 1
-    return w, dropped[:count].copy()
+    return _move_down(keys, slots, t, n, w), dropped[:count].copy()
 
 
 @_jit
