@@ -250,11 +250,12 @@ class _Segment:
         bits = 64 - int(self.shift)
         capacity = _capacity((1 << bits) + 1, 4)
         directory, self.spare = self.spare, None
-        try:
-            if directory is None:
-                raise ValueError("no directory to reuse")
-            directory.resize(capacity, refcheck=True)
-        except ValueError:
+        if directory is not None:
+            try:
+                directory.resize(capacity, refcheck=True)  # in place, as `_grow` does
+            except ValueError:
+                directory = None
+        if directory is None:
             directory = np.empty(capacity, np.uint32)
         kernels.bucket_starts(self.keys[: self.count], bits, directory)
         self.directory = directory
@@ -399,7 +400,7 @@ class FingerprintIndex:
         for k in range(len(parts) - 2, -1, -1):
             newer = parts[k + 1]
             crowded |= self._merge_into(parts[k], newer.keys[: newer.count], newer.slots[: newer.count], alive)
-            parts[k + 1].keys, parts[k + 1].slots = _NO_KEYS, _NO_SLOTS  # merged in: let their memory go now
+            newer.keys, newer.slots = _NO_KEYS, _NO_SLOTS  # merged in: let their memory go now
         if crowded:
             n = parts[0].count
             kept, common = kernels.drop_crowded(parts[0].keys[:n], parts[0].slots[:n], self.max_postings)
