@@ -146,6 +146,21 @@ def winnow(hashes: npt.NDArray[np.uint64], select_key: np.uint64, window: int,
 
 
 @_jit
+def _move_down(keys: npt.NDArray[np.uint64], slots: npt.NDArray[np.uint32], start: int, end: int, w: int) -> int:
+    """Move entries ``start..end-1`` to ``w..`` (``w <= start``); returns the place after them.
+
+    Nothing moves while nothing has been dropped before them (``w == start``).
+    """
+    if w == start:
+        return end
+    for x in range(start, end):
+        keys[w] = keys[x]
+        slots[w] = slots[x]
+        w += 1
+    return w
+
+
+@_jit
 def _keep_down(src_keys: npt.NDArray[np.uint64], src_slots: npt.NDArray[np.uint32], top: int,
                keys: npt.NDArray[np.uint64], slots: npt.NDArray[np.uint32], w: int, alive: npt.NDArray[np.bool_],
                max_postings: int, run: int, prev: np.uint64, crowded: bool) -> tuple[int, int, np.uint64, bool]:
@@ -218,27 +233,7 @@ def merge_into(keys: npt.NDArray[np.uint64], slots: npt.NDArray[np.uint32], na: 
             i -= 1
         return na + nb, crowded or run > max_postings
     w, run, prev, crowded = _keep_down(keys, slots, i, keys, slots, w, alive, max_postings, run, prev, crowded)
-    start = w + 1
-    kept = na + nb - start
-    for t in range(kept):  # to the front; each entry moves down, so reading ahead of the writes is safe
-        keys[t] = keys[start + t]
-        slots[t] = slots[start + t]
-    return kept, crowded
-
-
-@_jit
-def _move_down(keys: npt.NDArray[np.uint64], slots: npt.NDArray[np.uint32], start: int, end: int, w: int) -> int:
-    """Move entries ``start..end-1`` to ``w..`` (``w <= start``); returns the place after them.
-
-    Nothing moves while nothing has been dropped before them (``w == start``).
-    """
-    if w == start:
-        return end
-    for x in range(start, end):
-        keys[w] = keys[x]
-        slots[w] = slots[x]
-        w += 1
-    return w
+    return _move_down(keys, slots, w + 1, na + nb, 0), crowded  # what was kept, to the front
 
 
 @_jit
